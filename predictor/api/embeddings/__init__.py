@@ -1,0 +1,1 @@
+"""Embedding routes: ``/v1/embeddings`` (OpenAI), sparse and hybrid embeddings."""

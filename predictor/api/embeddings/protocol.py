@@ -1,0 +1,100 @@
+"""Request and response schemas of the embedding routes (SPEC "OpenAI-compatible ... routes")."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Input = str | list[str]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: Input = Field(description="A text or a list of texts.")
+    model: str | None = Field(None, description="Served name, Hugging Face id, or omitted.")
+    truncate: bool = Field(True, description="Truncate texts over max_length (else 400).")
+    max_length: int | None = Field(None, ge=1, description="Token limit; the model's by default.")
+
+
+class EmbeddingsRequest(_Request):
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, description="Rejected: BGE-M3 is not Matryoshka-trained.")
+    user: str | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
+    return_dense: bool | None = None
+    return_sparse: bool | None = None
+    return_colbert: bool | None = None
+    sparse_token_mapping: Literal["tokenizer", "hash"] | None = None
+
+
+class SparseEmbeddingsRequest(_Request):
+    return_tokens: bool = False
+    sparse_token_mapping: Literal["tokenizer", "hash"] | None = Field(
+        None, description="Index mapping; the server's default when omitted.")
+
+
+class HybridEmbeddingsRequest(_Request):
+    return_colbert: bool = False
+    return_tokens: bool = False
+    sparse_token_mapping: Literal["tokenizer", "hash"] | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class SparseOut(BaseModel):
+    indices: list[int]
+    values: list[float]
+
+
+class MappedSparseOut(SparseOut):
+    mapping: Literal["tokenizer", "hash"]
+    index_space: int
+    tokens: list[str] | None = None
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str | None = None
+    dense_embedding: list[float] | None = None
+    sparse_embedding: SparseOut | None = None
+    colbert_embedding: list[list[float]] | None = None
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: Usage
+
+
+class SparseData(BaseModel):
+    object: Literal["sparse_embedding"] = "sparse_embedding"
+    index: int
+    sparse: MappedSparseOut
+
+
+class SparseEmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[SparseData]
+    model: str
+    usage: Usage
+
+
+class HybridData(BaseModel):
+    object: Literal["hybrid_embedding"] = "hybrid_embedding"
+    index: int
+    dense: list[float]
+    sparse: MappedSparseOut
+    colbert: list[list[float]] | None = None
+
+
+class HybridEmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[HybridData]
+    model: str
+    usage: Usage

@@ -1,0 +1,38 @@
+"""FastAPI routes of the embedding task."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..registry import ServedModels
+from ..responses import NumpyJSONResponse
+from . import serving
+from .protocol import (
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    HybridEmbeddingsRequest,
+    HybridEmbeddingsResponse,
+    SparseEmbeddingsRequest,
+    SparseEmbeddingsResponse,
+)
+
+
+def build_router(served: ServedModels) -> APIRouter:
+    router = APIRouter(tags=["embeddings"])
+
+    @router.post("/v1/embeddings", response_model=EmbeddingsResponse)
+    async def embeddings(req: EmbeddingsRequest) -> NumpyJSONResponse:
+        model = served.get(req.model, "embedder")
+        return NumpyJSONResponse(await serving.create_embeddings(model, req))
+
+    @router.post("/v1/sparse-embeddings", response_model=SparseEmbeddingsResponse)
+    async def sparse_embeddings(req: SparseEmbeddingsRequest) -> NumpyJSONResponse:
+        model = served.get(req.model, "embedder")
+        return NumpyJSONResponse(await serving.create_sparse_embeddings(model, req))
+
+    @router.post("/v1/hybrid-embeddings", response_model=HybridEmbeddingsResponse)
+    async def hybrid_embeddings(req: HybridEmbeddingsRequest) -> NumpyJSONResponse:
+        model = served.get(req.model, "embedder")
+        return NumpyJSONResponse(await serving.create_hybrid_embeddings(model, req))
+
+    return router

@@ -1,0 +1,158 @@
+"""KServe V1 and V2 tensor adapters for the embedder (SPEC: "KServe V2 inference protocol").
+
+V2 input: one BYTES tensor of texts. Outputs (only those asked for): ``dense`` [N, D];
+``sparse_indices``/``sparse_values``/``sparse_offsets`` as CSR; ``colbert`` [T, D] with
+``colbert_offsets`` [N+1]. Outputs are chosen by the ``return_*`` parameters, or, when none is
+given, by the request's ``outputs`` list, else dense only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, to_http_parameters
+
+from ..errors import BadRequestError
+from ..primitives import EncodeOptions, EncodeResult, Output
+from ..sparse import MAPPINGS, to_csr
+from .params import as_bool, as_int
+
+if TYPE_CHECKING:
+    from ..kserve_models.embedder import EmbedderModel
+
+OUTPUT_TENSORS = {
+    "dense": Output.DENSE,
+    "sparse_indices": Output.SPARSE,
+    "sparse_values": Output.SPARSE,
+    "sparse_offsets": Output.SPARSE,
+    "colbert": Output.COLBERT,
+    "colbert_offsets": Output.COLBERT,
+}
+_FLAGS = {"return_dense": Output.DENSE, "return_sparse": Output.SPARSE,
+          "return_colbert": Output.COLBERT}
+
+
+def request_parameters(request: InferRequest) -> dict[str, Any]:
+    return to_http_parameters(request.parameters) if request.parameters else {}
+
+
+def texts_from_request(request: InferRequest) -> list[str]:
+    """The texts of the embedder's single BYTES input."""
+    if len(request.inputs) != 1:
+        raise BadRequestError(f"Expected exactly one BYTES input tensor, got "
+                              f"{len(request.inputs)}.", param="inputs")
+    return texts_of_input(request.inputs[0], "inputs[0]")
+
+
+def texts_of_input(tensor, param: str) -> list[str]:
+    """A BYTES tensor's elements as strings, decoded as strict UTF-8."""
+    if tensor.datatype != "BYTES":
+        raise BadRequestError(f"Input '{tensor.name}' must be BYTES, got {tensor.datatype}.",
+                              param=f"{param}.datatype")
+    try:
+        values = tensor.as_numpy().reshape(-1).tolist()
+    except Exception as exc:  # malformed binary payloads, shape mismatches
+        raise BadRequestError(f"Input '{tensor.name}' could not be read: {exc}",
+                              param=param) from exc
+    texts = []
+    for i, value in enumerate(values):
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadRequestError(f"{param}[{i}] is not valid UTF-8 ({exc.reason} at "
+                                      f"byte {exc.start}).", param=f"{param}[{i}]") from exc
+        texts.append(value)
+    return texts
+
+
+def encode_options(request: InferRequest) -> EncodeOptions:
+    params = request_parameters(request)
+    explicit = any(name in params for name in _FLAGS)
+    defaults = {"return_dense": True, "return_sparse": False, "return_colbert": False}
+    outputs = {flag for name, flag in _FLAGS.items()
+               if as_bool(params.get(name, defaults[name]), name)}
+    if not explicit:
+        requested = [out.name for out in request.request_outputs or []]
+        for name in requested:
+            if name not in OUTPUT_TENSORS:
+                raise BadRequestError(f"Unknown output '{name}'; known outputs: "
+                                      f"{', '.join(OUTPUT_TENSORS)}.", param="outputs")
+        outputs = {OUTPUT_TENSORS[name] for name in requested} or {Output.DENSE}
+    max_length = as_int(params["max_length"], "max_length") if "max_length" in params else None
+    truncate = as_bool(params["truncate"], "truncate") if "truncate" in params else True
+    mapping = params.get("sparse_token_mapping")
+    if mapping is not None and mapping not in MAPPINGS:
+        raise BadRequestError(f"sparse_token_mapping must be one of {MAPPINGS}.",
+                              param="sparse_token_mapping")
+    return EncodeOptions(outputs=frozenset(outputs), max_length=max_length, truncate=truncate,
+                         sparse_mapping=mapping)
+
+
+def embedding_tensors(result: EncodeResult, outputs: frozenset[Output],
+                      dense_dim: int | None = None) -> dict[str, np.ndarray]:
+    embs = result.embeddings
+    tensors: dict[str, np.ndarray] = {}
+    if Output.DENSE in outputs:
+        tensors["dense"] = np.stack([e.dense for e in embs]).astype(np.float32, copy=False)
+    if Output.SPARSE in outputs:
+        idx, val, off = to_csr([e.sparse for e in embs])
+        tensors.update(sparse_indices=idx, sparse_values=val, sparse_offsets=off)
+    if Output.COLBERT in outputs:
+        offsets = np.zeros(len(embs) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(e.colbert) for e in embs])
+        tensors["colbert"] = np.concatenate([e.colbert for e in embs]).astype(np.float32,
+                                                                             copy=False)
+        tensors["colbert_offsets"] = offsets
+    return tensors
+
+
+_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
+
+
+def embedding_response(model_name: str, request: InferRequest, result: EncodeResult,
+                       options: EncodeOptions) -> InferResponse:
+    tensors = embedding_tensors(result, options.outputs)
+    outputs = [InferOutput(name=name, shape=list(arr.shape), datatype=_DATATYPES[arr.dtype],
+                           data=arr) for name, arr in tensors.items()]
+    return InferResponse(response_id=request.id or "", model_name=model_name,
+                         infer_outputs=outputs, use_binary_outputs=request.use_binary_outputs,
+                         requested_outputs=request.request_outputs,
+                         parameters={"prompt_tokens": result.prompt_tokens})
+
+
+async def v1_embed(model: EmbedderModel, payload: Any) -> dict:
+    """V1 ``{"instances": [text | {"text": ...}], "parameters"?}`` → ``{"predictions": [...]}``.
+
+    Each prediction is an object with the outputs asked for: ``dense`` (list of floats),
+    ``sparse`` (``{"indices", "values"}``), ``colbert`` (list of vectors).
+    """
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise BadRequestError("Expected a JSON object with 'instances'.", param="instances")
+    instances = payload["instances"]
+    if not isinstance(instances, list):
+        raise BadRequestError("'instances' must be a list.", param="instances")
+    texts = [inst.get("text") if isinstance(inst, dict) else inst for inst in instances]
+    params = payload.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise BadRequestError("'parameters' must be an object.", param="parameters")
+    outputs = {flag for name, flag in _FLAGS.items()
+               if as_bool(params.get(name, name == "return_dense"), name)}
+    options = EncodeOptions(outputs=frozenset(outputs),
+                            max_length=(as_int(params["max_length"], "max_length")
+                                        if "max_length" in params else None),
+                            truncate=as_bool(params.get("truncate", True), "truncate"))
+    result = await model.encode(texts, options, param="instances")
+    predictions = []
+    for emb in result.embeddings:
+        item: dict[str, Any] = {}
+        if emb.dense is not None:
+            item["dense"] = emb.dense.tolist()
+        if emb.sparse is not None:
+            item["sparse"] = {"indices": emb.sparse.indices.tolist(),
+                              "values": emb.sparse.values.tolist()}
+        if emb.colbert is not None:
+            item["colbert"] = emb.colbert.tolist()
+        predictions.append(item)
+    return {"predictions": predictions}

@@ -1,0 +1,135 @@
+"""``python -m predictor``: parse flags, load the models, serve them with one KServe ModelServer.
+
+Flags come on top of ``kserve.model_server.parser`` (``--http_port``, ``--grpc_port``, ...).
+Environment variables give the defaults (``settings.py``); a flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .settings import Settings
+
+logger = logging.getLogger("predictor")
+
+_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+# flag -> help; every one maps to the Settings field of the same name.
+FLAGS = {
+    "embedder": "BGE-M3 model: local directory or Hugging Face id; 'none' disables "
+                "(env EMBEDDING_MODEL_NAME, default BAAI/bge-m3)",
+    "reranker": "Cross-encoder: local directory or Hugging Face id; 'none' disables "
+                "(env RERANKER_MODEL_NAME, default BAAI/bge-reranker-v2-m3)",
+    "embedder_name": "Name of the embedder in V2 routes and the 'model' field (default bge-m3)",
+    "reranker_name": "Name of the reranker (default bge-reranker)",
+    "device": "cuda, cuda:N or cpu (env DEVICE; default cuda if available)",
+    "use_fp16": "Half precision on CUDA, ignored on CPU (env USE_FP16, default true)",
+    "api_token": "Bearer token required on inference routes (env API_TOKEN)",
+    "sparse_token_mapping": "Sparse index mapping: tokenizer or hash (env SPARSE_TOKEN_MAPPING)",
+    "sparse_index_space": "Modulus of the hash mapping (env SPARSE_INDEX_SPACE, default 1048576)",
+    "max_batch_tokens": "Padded-token budget of one forward pass (env MAX_BATCH_TOKENS)",
+    "max_batch_size": "Most sequences in one forward pass (env MAX_BATCH_SIZE)",
+    "batch_wait_ms": "Longest wait for a batch to fill, in ms (env BATCH_WAIT_MS)",
+    "max_input_texts": "Most texts in one embeddings request (env MAX_INPUT_TEXTS)",
+    "max_rerank_documents": "Most documents in one rerank request (env MAX_RERANK_DOCUMENTS)",
+}
+
+
+def _bool(value: str) -> bool:
+    try:
+        return _BOOL[value.strip().lower()]
+    except KeyError as exc:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kserve import model_server
+
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor", parents=[model_server.parser],
+        description="KServe predictor for BGE-M3 embeddings and cross-encoder reranking.")
+    types = {"use_fp16": _bool, "sparse_index_space": int, "max_batch_tokens": int,
+             "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
+             "max_rerank_documents": int}
+    for name, help_text in FLAGS.items():
+        parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
+    parser.add_argument("--demo", action="store_true",
+                        help="Serve small RANDOM-WEIGHT models built locally (offline smoke test)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    given = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    return Settings(**given, demo=args.demo)
+
+
+def build_models(settings: Settings) -> list:
+    """Construct and load every enabled model; ready only after ``load()``."""
+    from .kserve_models.embedder import EmbedderModel
+
+    models = []
+    if settings.embedder_enabled:
+        models.append(EmbedderModel(settings.embedder_name, settings.embedder, settings))
+    if settings.reranker_enabled:
+        from .kserve_models.reranker import RerankerModel
+
+        models.append(RerankerModel(settings.reranker_name, settings.reranker, settings))
+    if not models:
+        raise SystemExit("Both --embedder and --reranker are 'none': nothing to serve.")
+    for model in models:
+        logger.info("loading %s %s from %s", model.kind, model.name, model.model_id)
+        model.load()
+    return models
+
+
+def _apply_demo(settings: Settings) -> Settings:
+    from .demo import ensure_demo_models
+
+    m3_dir, reranker_dir = ensure_demo_models()
+    banner = "!" * 78
+    logger.warning("\n%s\n  DEMO MODE: serving RANDOM-WEIGHT models built locally.\n"
+                   "  Outputs are NOT meaningful; this only shows the server working offline.\n"
+                   "  embedder: %s\n  reranker: %s\n%s", banner, m3_dir, reranker_dir, banner)
+    update = {}
+    if settings.embedder_enabled:
+        update["embedder"] = str(m3_dir)
+    if settings.reranker_enabled:
+        update["reranker"] = str(reranker_dir)
+    return settings.model_copy(update=update)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_args(args)
+    if args.workers != 1:
+        raise SystemExit("--workers must be 1: each process holds the models on its device; "
+                         "scale out with replicas instead.")
+    if settings.demo:
+        settings = _apply_demo(settings)
+    try:
+        models = build_models(settings)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a half-loaded server must not report ready: exit, let k8s restart
+        logger.exception("failed to load models")
+        print(f"error: failed to load models: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
+
+    import kserve
+    from kserve import model_server
+
+    from .api.registry import ServedModels
+    from .api.routes import install_routes
+
+    install_routes(model_server.app, ServedModels(models))
+    server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
+                                workers=1, max_threads=args.max_threads,
+                                max_asyncio_workers=args.max_asyncio_workers,
+                                enable_grpc=args.enable_grpc,
+                                enable_docs_url=args.enable_docs_url,
+                                enable_latency_logging=args.enable_latency_logging)
+    server.start(models)

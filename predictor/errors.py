@@ -1,0 +1,88 @@
+"""OpenAI-shaped API errors.
+
+Every error a client can get is one of these, rendered as
+``{"error": {"message", "type", "param", "code"}}`` with the matching HTTP status. Each class
+also subclasses the KServe error that KServe's gRPC interceptor maps to the right status code,
+so one ``raise`` serves REST, V2 and gRPC alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+
+
+class ApiError(Exception):
+    """Base of every error we return to clients on purpose."""
+
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
+        Exception.__init__(self, message)
+        self.message = message
+        self.reason = message  # what KServe's gRPC interceptor reports
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.error_type,
+                          "param": self.param, "code": self.code}}
+
+
+class BadRequestError(ApiError, InvalidInput):
+    """400: malformed or out-of-range input."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(ApiError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class ModelNotFoundError(ApiError, ModelNotFound):
+    status_code = 404
+    error_type = "not_found_error"
+
+    def __init__(self, model: str, *, param: str | None = "model"):
+        super().__init__(f"The model '{model}' does not exist or is not served here.",
+                         param=param, code="model_not_found")
+
+
+class WrongModelKindError(BadRequestError):
+    """A model was asked for a task it does not do (a reranker asked for embeddings...)."""
+
+    def __init__(self, model: str, task: str):
+        super().__init__(f"The model '{model}' does not support {task}.", param="model",
+                         code="model_task_mismatch")
+
+
+class PayloadTooLargeError(ApiError):
+    status_code = 413
+    error_type = "invalid_request_error"
+
+
+class QueueFullError(ApiError):
+    status_code = 429
+    error_type = "rate_limit_error"
+
+
+class ServerError(ApiError):
+    status_code = 500
+    error_type = "server_error"
+
+
+class NotReadyError(ApiError, ModelNotReady):
+    status_code = 503
+    error_type = "service_unavailable"
+
+    def __init__(self, model: str):
+        super().__init__(f"The model '{model}' is not ready yet.", code="model_not_ready")

@@ -1,0 +1,153 @@
+"""BGE-M3 embedder as a KServe model.
+
+``load()`` builds the runner (FlagEmbedding loading) and the batching engine, then sets ``ready``.
+``encode()`` is the one entry point every protocol uses (V1, V2 REST and gRPC, the JSON routes):
+it validates, tokenises off the event loop, queues the texts on the engine and maps sparse output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import kserve
+from kserve.protocol.infer_type import InferRequest
+
+from ..api import v2_tensors
+from ..engine import BatchEngine
+from ..errors import BadRequestError, NotReadyError
+from ..primitives import EncodeItem, EncodeOptions, EncodeResult, Output
+from ..settings import Settings
+from ..sparse import map_sparse
+
+logger = logging.getLogger(__name__)
+
+
+class EmbedderModel(kserve.Model):
+    kind = "embedder"
+
+    def __init__(self, name: str, model_id: str, settings: Settings):
+        super().__init__(name)
+        self.model_id = model_id
+        self.settings = settings
+        self.runner = None
+        self.batcher: BatchEngine | None = None
+
+    def start(self) -> None:
+        """KServe's default marks every model ready here; ours is ready only once loaded."""
+
+    def load(self) -> bool:
+        from ..runtime.m3 import M3Runner
+
+        self.runner = M3Runner(self.model_id, device=self.settings.device,
+                               use_fp16=self.settings.use_fp16)
+        self.batcher = BatchEngine(
+            self.runner, max_batch_tokens=self.settings.max_batch_tokens,
+            max_batch_size=self.settings.max_batch_size,
+            max_wait_s=self.settings.batch_wait_ms / 1000.0, name=f"{self.name}-engine")
+        self.ready = True
+        logger.info("embedder %s loaded from %s on %s (fp16=%s, max_length=%d)", self.name,
+                    self.model_id, self.runner.device, self.runner.half, self.runner.max_length)
+        return self.ready
+
+    @property
+    def max_length(self) -> int:
+        return self.runner.max_length
+
+    @property
+    def dimensions(self) -> int:
+        return self.runner.dense_dim
+
+    def sparse_index_space(self, mapping: str) -> int:
+        """Size of the sparse index space: the vocabulary, or the hash modulus."""
+        if mapping == "tokenizer":
+            return self.runner.vocab_size
+        return self.settings.sparse_index_space
+
+    def describe(self) -> dict:
+        """Facts for ``/v1/models``."""
+        return {"kind": self.kind, "root": self.model_id, "max_model_len": self.max_length,
+                "dimensions": self.dimensions, "outputs": [o.value for o in Output]}
+
+    # -- the one entry point ------------------------------------------------------------
+    async def encode(self, texts: Sequence[Any], options: EncodeOptions,
+                     param: str = "input") -> EncodeResult:
+        if not self.ready:
+            raise NotReadyError(self.name)
+        texts = validate_texts(texts, param, self.settings.max_input_texts)
+        if not options.outputs:
+            raise BadRequestError("At least one of return_dense, return_sparse, return_colbert "
+                                  "must be true.", param="return_dense")
+        max_length = self.max_length
+        if options.max_length is not None:
+            if not 1 <= options.max_length <= self.max_length:
+                raise BadRequestError(
+                    f"max_length must be between 1 and {self.max_length} for this model.",
+                    param="max_length")
+            max_length = options.max_length
+        mapping = options.sparse_mapping or self.settings.sparse_token_mapping
+        loop = asyncio.get_running_loop()
+        ids = await loop.run_in_executor(None, self.runner.tokenize, texts, max_length,
+                                         options.truncate)
+        if not options.truncate:
+            for i, seq in enumerate(ids):
+                if len(seq) > max_length:
+                    raise BadRequestError(
+                        f"{param}[{i}] has {len(seq)} tokens, more than the maximum of "
+                        f"{max_length}; shorten it or allow truncation.",
+                        param=f"{param}[{i}]", code="context_length_exceeded")
+        items = [EncodeItem(seq, options.outputs) for seq in ids]
+        embeddings = await self.batcher.submit(items, [len(seq) for seq in ids])
+        if Output.SPARSE in options.outputs and (mapping != "tokenizer" or options.return_tokens):
+            for emb in embeddings:
+                emb.sparse = map_sparse(emb.sparse, mapping, self.settings.sparse_index_space,
+                                        self.runner.token_strings, options.return_tokens)
+        return EncodeResult(embeddings=embeddings,
+                            prompt_tokens=sum(len(seq) for seq in ids))
+
+    # -- KServe V1 / V2 ------------------------------------------------------------------
+    async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None):
+        if isinstance(payload, InferRequest):
+            texts = v2_tensors.texts_from_request(payload)
+            options = v2_tensors.encode_options(payload)
+            result = await self.encode(texts, options, param="inputs[0]")
+            return v2_tensors.embedding_response(self.name, payload, result, options)
+        return await v2_tensors.v1_embed(self, payload)
+
+    def get_input_types(self) -> list[dict]:
+        return [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict]:
+        d, c = self.dimensions, self.runner.colbert_dim
+        return [
+            {"name": "dense", "datatype": "FP32", "shape": [-1, d]},
+            {"name": "sparse_indices", "datatype": "INT64", "shape": [-1]},
+            {"name": "sparse_values", "datatype": "FP32", "shape": [-1]},
+            {"name": "sparse_offsets", "datatype": "INT64", "shape": [-1]},
+            {"name": "colbert", "datatype": "FP32", "shape": [-1, c]},
+            {"name": "colbert_offsets", "datatype": "INT64", "shape": [-1]},
+        ]
+
+    async def stop_batcher(self) -> None:
+        if getattr(self, "batcher", None) is not None:
+            await self.batcher.stop()
+
+
+def validate_texts(texts: Any, param: str, max_texts: int) -> list[str]:
+    """Every text a non-empty string; the list non-empty and not over the limit."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list | tuple) or not texts:
+        raise BadRequestError(f"'{param}' must be a non-empty string or list of strings.",
+                              param=param)
+    if len(texts) > max_texts:
+        raise BadRequestError(f"'{param}' has {len(texts)} items; at most {max_texts} are "
+                              "allowed per request.", param=param)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise BadRequestError(f"{param}[{i}] must be a string.", param=f"{param}[{i}]")
+        if not text.strip():
+            raise BadRequestError(f"{param}[{i}] is empty.", param=f"{param}[{i}]")
+    return list(texts)

@@ -1,0 +1,49 @@
+"""Cross-encoder runner (bge-reranker-v2-m3 and other sequence-classification rerankers).
+
+Loaded through FlagEmbedding's ``FlagReranker`` (an ``AutoModelForSequenceClassification``).
+A pair is tokenised as one sequence, ``<s> query </s></s> document </s>``, truncated on the
+document side only; a batch of pairs is ONE forward pass; the result is the raw logit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..primitives import ScoreItem
+from .device import pad_batch, resolve_device, use_half
+from .m3 import model_max_length
+
+
+class CrossEncoderRunner:
+    def __init__(self, model_name_or_path: str, *, device: str | None = None,
+                 use_fp16: bool = True):
+        from FlagEmbedding import FlagReranker
+
+        self.device = resolve_device(device)
+        self.half = use_half(self.device, use_fp16)
+        flag = FlagReranker(model_name_or_path, use_fp16=self.half, devices=self.device)
+        self.tokenizer = flag.tokenizer
+        self.model = flag.model.half() if self.half else flag.model.float()
+        self.model.to(self.device).eval()
+        self.max_length = model_max_length(self.tokenizer, self.model.config)
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.pair_overhead = self.tokenizer.num_special_tokens_to_add(pair=True)
+
+    def query_length(self, query: str) -> int:
+        return len(self.tokenizer(query, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def tokenize_pairs(self, queries: list[str], documents: list[str], max_length: int
+                       ) -> list[list[int]]:
+        encoded = self.tokenizer(queries, documents, truncation="only_second",
+                                 max_length=max_length, return_attention_mask=False,
+                                 return_token_type_ids=False, verbose=False)
+        return encoded["input_ids"]
+
+    @torch.inference_mode()
+    def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
+        ids, mask = pad_batch([item.input_ids for item in items], self.pad_id, self.device)
+        logits = self.model(input_ids=ids, attention_mask=mask, return_dict=True).logits
+        return np.asarray(logits.view(-1).float().cpu().numpy(), dtype=np.float64).tolist()

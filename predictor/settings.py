@@ -1,0 +1,71 @@
+"""Server settings: environment variables with defaults, overridden by command-line flags.
+
+The flags and variables of ../shared/SPEC.md plus the engine's batching knobs. pydantic-settings
+reads the environment; ``cli.py`` lays non-empty flags over it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDER = "BAAI/bge-m3"
+DEFAULT_RERANKER = "BAAI/bge-reranker-v2-m3"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    embedder: str = Field(DEFAULT_EMBEDDER,
+                          validation_alias=_env("embedder", "EMBEDDING_MODEL_NAME"))
+    reranker: str = Field(DEFAULT_RERANKER,
+                          validation_alias=_env("reranker", "RERANKER_MODEL_NAME"))
+    embedder_name: str = "bge-m3"
+    reranker_name: str = "bge-reranker"
+    device: str | None = Field(None, validation_alias=_env("device", "DEVICE"))
+    use_fp16: bool = Field(True, validation_alias=_env("use_fp16", "USE_FP16"))
+    api_token: str | None = Field(None, validation_alias=_env("api_token", "API_TOKEN"))
+    sparse_token_mapping: Literal["tokenizer", "hash"] = Field(
+        "tokenizer", validation_alias=_env("sparse_token_mapping", "SPARSE_TOKEN_MAPPING"))
+    sparse_index_space: int = Field(
+        1 << 20, gt=0, validation_alias=_env("sparse_index_space", "SPARSE_INDEX_SPACE"))
+
+    # Engine: dynamic batching on a padded-token budget.
+    max_batch_tokens: int = Field(
+        16384, gt=0, validation_alias=_env("max_batch_tokens", "MAX_BATCH_TOKENS"))
+    max_batch_size: int = Field(64, gt=0, validation_alias=_env("max_batch_size", "MAX_BATCH_SIZE"))
+    batch_wait_ms: float = Field(2.0, ge=0, validation_alias=_env("batch_wait_ms", "BATCH_WAIT_MS"))
+
+    # Request limits.
+    max_input_texts: int = Field(
+        2048, gt=0, validation_alias=_env("max_input_texts", "MAX_INPUT_TEXTS"))
+    max_rerank_documents: int = Field(
+        1000, gt=0, validation_alias=_env("max_rerank_documents", "MAX_RERANK_DOCUMENTS"))
+
+    demo: bool = False
+
+    @field_validator("embedder", "reranker")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def embedder_enabled(self) -> bool:
+        return self.embedder.lower() != "none"
+
+    @property
+    def reranker_enabled(self) -> bool:
+        return self.reranker.lower() != "none"
+
+    def resolved_device(self) -> str:
+        if self.device:
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

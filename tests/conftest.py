@@ -1,0 +1,129 @@
+"""Shared fixtures: random-weight model directories and a real server process on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    """(m3_dir, reranker_dir): small random-weight models shaped like the real ones."""
+    from predictor.demo import build_m3, build_reranker
+
+    root = tmp_path_factory.mktemp("models")
+    return build_m3(root / "m3"), build_reranker(root / "reranker")
+
+
+@pytest.fixture(scope="session")
+def m3_dir(model_dirs) -> Path:
+    return model_dirs[0]
+
+
+@pytest.fixture(scope="session")
+def reranker_dir(model_dirs) -> Path:
+    return model_dirs[1]
+
+
+@pytest.fixture(scope="session")
+def flag_m3(m3_dir):
+    """FlagEmbedding's own BGE-M3 on the same directory: the reference for fidelity."""
+    from FlagEmbedding import BGEM3FlagModel
+
+    return BGEM3FlagModel(str(m3_dir), use_fp16=False, devices="cpu")
+
+
+@pytest.fixture(scope="session")
+def flag_reranker(reranker_dir):
+    from FlagEmbedding import FlagReranker
+
+    return FlagReranker(str(reranker_dir), use_fp16=False, devices="cpu")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    http_port: int
+    grpc_port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(args: list[str], log_path: Path, env: dict[str, str] | None = None,
+                 ready_models: tuple[str, ...] = ("bge-m3",), timeout: float = 180) -> Server:
+    http_port, grpc_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "predictor", "--http_port", str(http_port),
+           "--grpc_port", str(grpc_port), "--device", "cpu", *args]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                **(env or {})}
+    log = open(log_path, "wb")  # noqa: SIM115 - closed when the process is
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
+    server = Server(proc, http_port, grpc_port, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()[-4000:]}")
+        try:
+            if all(httpx.get(f"{server.url}/v2/models/{name}/ready", timeout=2).status_code == 200
+                   for name in ready_models):
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop_server(server)
+    raise RuntimeError(f"server not ready in {timeout}s:\n{server.log()[-4000:]}")
+
+
+def stop_server(server: Server, timeout: float = 30) -> int:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    return server.process.returncode
+
+
+@pytest.fixture(scope="session")
+def server(model_dirs, tmp_path_factory) -> Iterator[Server]:
+    """One server with both models, shared by the HTTP, SDK and V2 tests."""
+    m3, reranker = model_dirs
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    srv = start_server(["--embedder", str(m3), "--reranker", str(reranker)], log_path,
+                       ready_models=("bge-m3", "bge-reranker"))
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture
+def client(server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
