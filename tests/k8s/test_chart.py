@@ -642,7 +642,7 @@ def test_helm_test_hook(case):
             assert f"-{component}" not in command
 
 
-def test_notes_render(render, chart):
+def test_notes_render(chart):
     out = chart.render(CASES["standalone-auth-created"], name=RELEASE, namespace=NAMESPACE)
     notes = out["bge-predictor/templates/NOTES.txt"]
     assert "/v2/models/bge-m3/ready" in notes and "Authorization: Bearer" in notes
