@@ -12,6 +12,7 @@ from . import models_router
 from .embeddings import router as embeddings_router
 from .error_handlers import install_error_handlers, reassert_error_handlers_on_startup
 from .registry import ServedModels
+from .v2_content_type import V2JsonContentType
 
 PREFIXES = ("", "/openai")
 
@@ -21,5 +22,6 @@ def install_routes(app: FastAPI, served: ServedModels) -> None:
     for prefix in PREFIXES:
         for router in routers:
             app.include_router(router, prefix=prefix, include_in_schema=prefix == "")
+    app.add_middleware(V2JsonContentType)
     install_error_handlers(app)
     reassert_error_handlers_on_startup(app)

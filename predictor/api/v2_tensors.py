@@ -111,15 +111,30 @@ def embedding_tensors(result: EncodeResult, outputs: frozenset[Output],
 _DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 
 
-def embedding_response(model_name: str, request: InferRequest, result: EncodeResult,
-                       options: EncodeOptions) -> InferResponse:
-    tensors = embedding_tensors(result, options.outputs)
-    outputs = [InferOutput(name=name, shape=list(arr.shape), datatype=_DATATYPES[arr.dtype],
-                           data=arr) for name, arr in tensors.items()]
+def infer_response(model_name: str, request: InferRequest, tensors: dict[str, np.ndarray],
+                   parameters: dict[str, Any] | None = None) -> InferResponse:
+    """Build the V2 response; KServe encodes it as JSON, binary REST or gRPC.
+
+    For gRPC the tensors are pre-encoded as raw bytes: KServe's ``to_grpc`` cannot take numpy
+    data when the request used raw inputs (it tests the array's truth value).
+    """
+    outputs = []
+    for name, arr in tensors.items():
+        out = InferOutput(name=name, shape=list(arr.shape), datatype=_DATATYPES[arr.dtype])
+        if request.from_grpc:
+            out.set_data_from_numpy(arr, binary_data=True)
+        else:
+            out.data = arr
+        outputs.append(out)
     return InferResponse(response_id=request.id or "", model_name=model_name,
                          infer_outputs=outputs, use_binary_outputs=request.use_binary_outputs,
-                         requested_outputs=request.request_outputs,
-                         parameters={"prompt_tokens": result.prompt_tokens})
+                         requested_outputs=request.request_outputs, parameters=parameters)
+
+
+def embedding_response(model_name: str, request: InferRequest, result: EncodeResult,
+                       options: EncodeOptions) -> InferResponse:
+    return infer_response(model_name, request, embedding_tensors(result, options.outputs),
+                          {"prompt_tokens": result.prompt_tokens})
 
 
 async def v1_embed(model: EmbedderModel, payload: Any) -> dict:
