@@ -1,0 +1,136 @@
+# BGE-M3 embeddings + cross-encoder reranker predictor for KServe.
+#
+# Build (CUDA-capable torch from PyPI, the default):
+#   docker build -t bge-predictor .
+# CPU-only torch (much smaller image):
+#   docker build --build-arg TORCH_VARIANT=cpu -t bge-predictor:cpu .
+# Bake the default Hugging Face models into the image (needs internet at build time):
+#   docker build --build-arg BAKE_MODELS=true -t bge-predictor:baked .
+# Build on another Python 3.11 base (e.g. the debootstrap base from hack/build-base-image.sh):
+#   docker build --build-arg BASE_IMAGE=bge-predictor-base:bookworm ...
+#
+# pip is configured only through the standard PIP_* variables, passed as build args
+# (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, PIP_TRUSTED_HOST, PIP_NO_INDEX);
+# by default pip uses PyPI. TORCH_CPU_INDEX_URL is the index the CPU torch wheel comes from;
+# set it empty to take torch from the PIP_* settings instead (.ci/docker.sh does this, with a
+# local wheelhouse).
+#
+# Run:
+#   docker run --rm -p 8080:8080 -p 8081:8081 bge-predictor            # BAAI/bge-m3 + reranker
+#   docker run --rm --gpus all -p 8080:8080 bge-predictor --device cuda
+#   docker run --rm --read-only --tmpfs /tmp --tmpfs /home/app/.cache/huggingface \
+#       -v "$PWD/model:/mnt/models:ro" -p 8080:8080 bge-predictor \
+#       --embedder /mnt/models --reranker none
+# The process runs as uid 1000 (user `app`); models downloaded at start-up go to HF_HOME
+# (/home/app/.cache/huggingface), which must be writable (a volume or tmpfs when the root
+# filesystem is read-only). With BAKE_MODELS=true the models live in the image's HF_HOME: do not
+# mount an empty volume over it, and set HF_HUB_OFFLINE=1 to skip the hub entirely at start-up.
+
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+############################################################################################
+FROM ${BASE_IMAGE} AS builder
+
+# cuda: PyPI's default Linux torch wheel (CUDA-enabled). cpu: the CPU-only wheel.
+ARG TORCH_VARIANT=cuda
+ARG TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Standard pip settings; unset unless passed with --build-arg.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_TRUSTED_HOST
+ARG PIP_NO_INDEX
+ARG PIP_DEFAULT_TIMEOUT=120
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# `python3 -m venv` works on the official python image (/usr/local/bin/python3) and on Debian's
+# python3.11 (/usr/bin/python3); with /opt/venv/bin first in PATH, `python` is the venv's.
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --upgrade pip setuptools wheel
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+COPY constraints.txt ./
+
+# 1. torch, per variant (a layer of its own: it is by far the largest and changes least).
+RUN set -eux; \
+    case "$TORCH_VARIANT" in \
+      cpu)  pip install ${TORCH_CPU_INDEX_URL:+--index-url "$TORCH_CPU_INDEX_URL"} \
+                -c constraints.txt torch ;; \
+      cuda) pip install -c constraints.txt torch ;; \
+      *)    echo "TORCH_VARIANT must be cuda or cpu, not '$TORCH_VARIANT'" >&2; exit 2 ;; \
+    esac; \
+    python -c 'import sys, torch; v = sys.argv[1]; cuda = torch.version.cuda; \
+print("torch", torch.__version__, "cuda", cuda); \
+sys.exit(f"TORCH_VARIANT={v} but torch {torch.__version__} has CUDA={cuda}") \
+if (v == "cpu") == bool(cuda) else None' "$TORCH_VARIANT"
+
+# 2. The project's other dependencies, from pyproject.toml (cached until it changes).
+COPY pyproject.toml ./
+RUN set -eux; \
+    python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt; \
+    pip install -c constraints.txt -r /tmp/requirements.txt
+
+# 3. The project itself.
+COPY . .
+RUN set -eux; \
+    pip install --no-deps -c constraints.txt . ; \
+    pip check; \
+    python -c "import predictor"
+
+############################################################################################
+FROM ${BASE_IMAGE} AS runtime
+
+RUN set -eux; \
+    groupadd --gid 1000 app; \
+    useradd --uid 1000 --gid 1000 --home-dir /home/app --create-home --shell /usr/sbin/nologin app; \
+    mkdir -p /home/app/.cache/huggingface; \
+    chown -R 1000:1000 /home/app; \
+    chmod 1777 /tmp
+
+COPY --from=builder /opt/venv /opt/venv
+
+ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/home/app \
+    HF_HOME=/home/app/.cache/huggingface \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+USER 1000:1000
+WORKDIR /home/app
+
+ARG BAKE_MODELS=false
+ARG BAKE_MODEL_IDS="BAAI/bge-m3 BAAI/bge-reranker-v2-m3"
+# Optional: download the default models into HF_HOME at build time (needs internet).
+RUN set -eu; \
+    case "$BAKE_MODELS" in \
+      true|1|yes) \
+        for id in $BAKE_MODEL_IDS; do \
+          echo "baking $id into $HF_HOME"; \
+          python -c "import sys; from huggingface_hub import snapshot_download; print(snapshot_download(sys.argv[1]))" "$id"; \
+        done ;; \
+      *) echo "models are not baked in (BAKE_MODELS=$BAKE_MODELS)" ;; \
+    esac
+
+EXPOSE 8080 8081
+
+# Labels last, so that changing VERSION/REVISION/CREATED does not invalidate the layers above.
+ARG TORCH_VARIANT=cuda
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="bge-predictor" \
+      org.opencontainers.image.description="KServe predictor serving BGE-M3 embeddings (dense, sparse, ColBERT) and a cross-encoder reranker" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="bge-predictor" \
+      io.bge-predictor.torch-variant="${TORCH_VARIANT}" \
+      io.bge-predictor.baked-models="${BAKE_MODELS}"
+
+ENTRYPOINT ["python", "-m", "predictor"]
