@@ -1,0 +1,78 @@
+"""The command line: flags over environment, failures that exit non-zero, the demo mode."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+
+from predictor.cli import build_parser, settings_from_args
+
+from conftest import REPO, start_server, stop_server
+
+
+def test_flags_override_environment(monkeypatch):
+    monkeypatch.setenv("EMBEDDING_MODEL_NAME", "/models/from-env")
+    monkeypatch.setenv("RERANKER_MODEL_NAME", "none")
+    monkeypatch.setenv("SPARSE_TOKEN_MAPPING", "hash")
+    monkeypatch.setenv("USE_FP16", "false")
+    monkeypatch.setenv("MAX_BATCH_TOKENS", "4096")
+    settings = settings_from_args(build_parser().parse_args(["--sparse_index_space", "1024"]))
+    assert settings.embedder == "/models/from-env" and not settings.reranker_enabled
+    assert settings.sparse_token_mapping == "hash" and settings.sparse_index_space == 1024
+    assert settings.use_fp16 is False and settings.max_batch_tokens == 4096
+    flags = build_parser().parse_args(["--embedder", "BAAI/bge-m3", "--use_fp16", "true",
+                                       "--http_port", "9000"])
+    settings = settings_from_args(flags)
+    assert settings.embedder == "BAAI/bge-m3" and settings.use_fp16 is True
+    assert flags.http_port == 9000, "KServe's own flags keep working"
+
+
+def test_defaults_are_the_hub_models(monkeypatch):
+    for var in ("EMBEDDING_MODEL_NAME", "RERANKER_MODEL_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    settings = settings_from_args(build_parser().parse_args([]))
+    assert settings.embedder == "BAAI/bge-m3" and settings.reranker == "BAAI/bge-reranker-v2-m3"
+    assert settings.embedder_name == "bge-m3" and settings.reranker_name == "bge-reranker"
+
+
+def _run(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "predictor", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_help_lists_our_and_kserve_flags():
+    out = _run("--help").stdout
+    for flag in ("--embedder", "--reranker", "--sparse_token_mapping", "--demo", "--http_port",
+                 "--grpc_port", "--enable_grpc"):
+        assert flag in out
+
+
+def test_nothing_to_serve_exits_non_zero():
+    proc = _run("--embedder", "none", "--reranker", "none")
+    assert proc.returncode != 0 and "nothing to serve" in proc.stderr
+
+
+def test_a_model_that_fails_to_load_exits_non_zero(tmp_path):
+    proc = _run("--embedder", str(tmp_path / "missing"), "--reranker", "none", "--device", "cpu")
+    assert proc.returncode == 1
+    assert "failed to load models" in proc.stderr
+
+
+def test_more_than_one_worker_is_refused():
+    proc = _run("--workers", "2", "--embedder", "none", "--reranker", "none")
+    assert proc.returncode != 0 and "--workers must be 1" in proc.stderr
+
+
+def test_demo_mode_serves_random_models_and_says_so(tmp_path):
+    server = start_server(["--demo"], tmp_path / "demo.log",
+                          env={"BGE_PREDICTOR_CACHE": str(tmp_path / "cache")},
+                          ready_models=("bge-m3", "bge-reranker"))
+    try:
+        r = httpx.post(f"{server.url}/v1/embeddings", json={"input": "hello"}, timeout=30)
+        assert r.status_code == 200 and r.json()["data"][0]["embedding"]
+        assert "RANDOM-WEIGHT" in server.log()
+    finally:
+        assert stop_server(server) == 0, server.log()[-2000:]
