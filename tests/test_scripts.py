@@ -1,0 +1,115 @@
+"""Static checks of the shell scripts (hack/*.sh, .ci/*.sh) and kind-e2e.sh's tool check."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted([*ROOT.glob("hack/*.sh"), *ROOT.glob(".ci/*.sh")])
+KIND_E2E = ROOT / "hack" / "kind-e2e.sh"
+BASH = shutil.which("bash")
+
+# What kind-e2e.sh may use before its tool check: bash and a few coreutils.
+COREUTILS = ["env", "dirname", "basename", "cat", "mkdir", "mktemp", "rm", "ls", "printf", "id"]
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def test_scripts_found() -> None:
+    names = _ids(SCRIPTS)
+    for expected in ("hack/build-base-image.sh", "hack/kind-e2e.sh", ".ci/docker.sh"):
+        assert expected in names
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=_ids(SCRIPTS))
+def test_bash_syntax(script: Path) -> None:
+    assert BASH, "bash is required"
+    proc = subprocess.run([BASH, "-n", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=_ids(SCRIPTS))
+def test_shellcheck(script: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    proc = subprocess.run(
+        [shellcheck, "--external-sources", str(script)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+OWN_SCRIPTS = [ROOT / p for p in ("hack/build-base-image.sh", "hack/kind-e2e.sh", ".ci/docker.sh")]
+
+
+@pytest.mark.parametrize("script", OWN_SCRIPTS, ids=_ids(OWN_SCRIPTS))
+def test_strict_mode_and_executable(script: Path) -> None:
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text
+    assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+def test_kind_e2e_reports_missing_tools(tmp_path: Path) -> None:
+    """With only bash and coreutils on PATH it names the missing tools and exits non-zero."""
+    assert BASH
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "bash").symlink_to(BASH)
+    for tool in COREUTILS:
+        found = shutil.which(tool)
+        if found:
+            (bindir / tool).symlink_to(found)
+    env = {"PATH": str(bindir), "HOME": str(tmp_path), "PYTHON": "python3"}
+    proc = subprocess.run(
+        [str(bindir / "bash"), str(KIND_E2E)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    for tool in ("kind", "kubectl", "helm", "docker"):
+        assert f'required tool "{tool}" not found in PATH' in proc.stderr, proc.stderr
+    assert "https://kind.sigs.k8s.io" in proc.stderr
+    assert "missing required tools:" in proc.stderr
+    # It stopped at the check: nothing was created.
+    assert "creating kind cluster" not in proc.stderr
+
+
+def test_kind_e2e_reports_only_kind_when_only_kind_is_missing(tmp_path: Path) -> None:
+    """Every other tool present (as stubs): the message names kind alone."""
+    assert BASH
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "bash").symlink_to(BASH)
+    for tool in COREUTILS:
+        found = shutil.which(tool)
+        if found:
+            (bindir / tool).symlink_to(found)
+    for stub in ("docker", "kubectl", "helm", "python3"):
+        path = bindir / stub
+        path.write_text("#!/bin/sh\nexit 0\n")
+        path.chmod(0o755)
+    env = {"PATH": str(bindir), "HOME": str(tmp_path), "PYTHON": "python3"}
+    proc = subprocess.run(
+        [str(bindir / "bash"), str(KIND_E2E)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert 'required tool "kind" not found in PATH' in proc.stderr, proc.stderr
+    assert "missing required tools: kind\n" in proc.stderr, proc.stderr
+    for tool in ("docker", "kubectl", "helm"):
+        assert f'"{tool}" not found' not in proc.stderr
