@@ -94,9 +94,11 @@ RUN set -eux; \
 
 COPY --from=builder /opt/venv /opt/venv
 
+# HF_HOME is the one writable cache the image needs; `--demo` builds its models under it too.
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/app \
     HF_HOME=/home/app/.cache/huggingface \
+    BGE_PREDICTOR_CACHE=/home/app/.cache/huggingface/bge-predictor-demo \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 

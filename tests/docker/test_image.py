@@ -107,32 +107,22 @@ class Container:
         return {"status": status, "exit_code": code, "oom_killed": oom}
 
 
-def _run_container(model_dir: Path, model_name: str, args: list[str]) -> Container:
+def _run_container(model_dir: Path | None, model_name: str, args: list[str]) -> Container:
+    """Start the image as the chart runs it; model_dir (if any) is mounted at /mnt/models."""
     name = f"bge-test-{model_name}-{uuid.uuid4().hex[:8]}"
     port = _free_port()
-    _docker(
-        "run",
-        "--detach",
-        "--name",
-        name,
+    options = [
+        *("--detach", "--name", name),
         "--read-only",
-        "--user",
-        "1000:1000",
-        "--tmpfs",
-        "/tmp:rw,mode=1777",
-        "--tmpfs",
-        f"{HF_HOME}:rw,mode=1777",
-        "--volume",
-        f"{model_dir}:/mnt/models:ro",
-        "--publish",
-        f"127.0.0.1:{port}:8080",
-        "--stop-timeout",
-        str(STOP_GRACE_S),
-        IMAGE,
-        *args,
-        "--device",
-        "cpu",
-    )
+        *("--user", "1000:1000"),
+        *("--tmpfs", "/tmp:rw,mode=1777"),
+        *("--tmpfs", f"{HF_HOME}:rw,mode=1777"),
+        *("--publish", f"127.0.0.1:{port}:8080"),
+        *("--stop-timeout", str(STOP_GRACE_S)),
+    ]
+    if model_dir is not None:
+        options += ["--volume", f"{model_dir}:/mnt/models:ro"]
+    _docker("run", *options, IMAGE, *args, "--device", "cpu")
     return Container(name=name, base_url=f"http://127.0.0.1:{port}", model_name=model_name)
 
 
@@ -174,7 +164,7 @@ def _stop_and_check_clean_exit(c: Container) -> None:
 def run_container() -> Iterator:
     started: list[Container] = []
 
-    def _start(model_dir: Path, model_name: str, args: list[str]) -> Container:
+    def _start(model_dir: Path | None, model_name: str, args: list[str]) -> Container:
         c = _run_container(model_dir, model_name, args)
         started.append(c)
         return c
@@ -237,4 +227,19 @@ def test_reranker_container(model_dirs: dict[str, Path], run_container) -> None:
     scores = [x["relevance_score"] for x in results]
     assert scores == sorted(scores, reverse=True)
     assert all(0.0 <= s <= 1.0 for s in scores)
+    _stop_and_check_clean_exit(c)
+
+
+def test_demo_mode_container(run_container) -> None:
+    """`--demo` builds its random-weight models inside the container (read-only root fs: under
+    HF_HOME) and serves both models from one process."""
+    c = run_container(None, "bge-m3", ["--demo"])
+    _wait_ready(c)
+    with httpx.Client(base_url=c.base_url, timeout=60) as client:
+        assert client.get("/v2/models/bge-reranker/ready").status_code == 200
+        r = client.post("/v1/embeddings", json={"input": "hello"})
+        assert r.status_code == 200, f"{r.status_code} {r.text}\n{c.logs()}"
+        r = client.post("/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
+        assert r.status_code == 200, f"{r.status_code} {r.text}\n{c.logs()}"
+        assert len(r.json()["results"]) == 2
     _stop_and_check_clean_exit(c)
