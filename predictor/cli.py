@@ -34,6 +34,12 @@ FLAGS = {
     "batch_wait_ms": "Longest wait for a batch to fill, in ms (env BATCH_WAIT_MS)",
     "max_input_texts": "Most texts in one embeddings request (env MAX_INPUT_TEXTS)",
     "max_rerank_documents": "Most documents in one rerank request (env MAX_RERANK_DOCUMENTS)",
+    "max_request_tokens": "Most tokens in one request, all texts together (env MAX_REQUEST_TOKENS)",
+    "max_request_bytes": "Largest request body in bytes; 413 beyond (env MAX_REQUEST_BYTES)",
+    "max_queue_size": "Most items (texts or pairs) waiting per model; 429 beyond "
+                      "(env MAX_QUEUE_SIZE)",
+    "request_timeout": "Seconds a request may wait for the model; 503 beyond "
+                       "(env REQUEST_TIMEOUT)",
 }
 
 
@@ -52,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="KServe predictor for BGE-M3 embeddings and cross-encoder reranking.")
     types = {"use_fp16": _bool, "sparse_index_space": int, "max_batch_tokens": int,
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
-             "max_rerank_documents": int}
+             "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
+             "max_queue_size": int, "request_timeout": float}
     for name, help_text in FLAGS.items():
         parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
     parser.add_argument("--demo", action="store_true",
@@ -124,8 +131,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from .api.registry import ServedModels
     from .api.routes import install_routes
+    from .shutdown import drain_models_on_signal
 
-    install_routes(model_server.app, ServedModels(models))
+    install_routes(model_server.app, ServedModels(models), settings)
+    drain_models_on_signal(model_server.app, models)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
                                 workers=1, max_threads=args.max_threads,
                                 max_asyncio_workers=args.max_asyncio_workers,

@@ -75,6 +75,13 @@ class QueueFullError(ApiError):
     error_type = "rate_limit_error"
 
 
+class OverloadedError(ApiError):
+    """503: the request waited too long in the queue, or the server is shutting down."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+
 class ServerError(ApiError):
     status_code = 500
     error_type = "server_error"

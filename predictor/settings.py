@@ -47,6 +47,16 @@ class Settings(BaseSettings):
         2048, gt=0, validation_alias=_env("max_input_texts", "MAX_INPUT_TEXTS"))
     max_rerank_documents: int = Field(
         1000, gt=0, validation_alias=_env("max_rerank_documents", "MAX_RERANK_DOCUMENTS"))
+    max_request_tokens: int = Field(
+        1 << 20, gt=0, validation_alias=_env("max_request_tokens", "MAX_REQUEST_TOKENS"))
+    max_request_bytes: int = Field(
+        32 << 20, gt=0, validation_alias=_env("max_request_bytes", "MAX_REQUEST_BYTES"))
+
+    # Backpressure: items (texts or pairs) waiting per model; seconds a request may wait.
+    max_queue_size: int = Field(
+        8192, gt=0, validation_alias=_env("max_queue_size", "MAX_QUEUE_SIZE"))
+    request_timeout: float = Field(
+        60.0, gt=0, validation_alias=_env("request_timeout", "REQUEST_TIMEOUT"))
 
     demo: bool = False
 

@@ -127,3 +127,25 @@ def server(model_dirs, tmp_path_factory) -> Iterator[Server]:
 def client(server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as c:
         yield c
+
+
+def triton_grpc(calls: list[dict]) -> list[dict]:
+    """Run tritonclient.grpc calls in a child process (see tests/triton_grpc_probe.py).
+
+    Each call: ``{"url", "model", "inputs": [{"name", "data": [str | "b64:..."]}],
+    "outputs"?: [names], "parameters"?: {...}, "headers"?: {...}}`` or
+    ``{"op": "ready", "url", "model"}``. Results carry numpy arrays rebuilt from the JSON.
+    """
+    import json
+
+    import numpy as np
+
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "triton_grpc_probe.py")],
+                          input=json.dumps(calls), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout)
+    for result in results:
+        for name, tensor in result.get("outputs", {}).items():
+            result["outputs"][name] = np.asarray(tensor["data"], dtype=tensor["dtype"]).reshape(
+                tensor["shape"])
+    return results

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pytest
 
+from conftest import triton_grpc
 from fidelity import TEXTS, assert_colbert_close, assert_dense_close, assert_sparse_close, reference
 
 SUBSET = [TEXTS[0], TEXTS[3], TEXTS[4]]
@@ -54,56 +57,38 @@ def test_tritonclient_http(server, ref, binary):
     check_tensors(result.as_numpy, ref, len(SUBSET))
 
 
+def _grpc_call(server, texts, **extra):
+    return {"url": server.grpc_url, "model": "bge-m3",
+            "inputs": [{"name": "text", "data": texts}], **extra}
+
+
 def test_tritonclient_grpc(server, ref):
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(url=server.grpc_url)
-    assert client.is_model_ready("bge-m3")
-    text = grpcclient.InferInput("text", [len(SUBSET)], "BYTES")
-    text.set_data_from_numpy(np.array([t.encode() for t in SUBSET], dtype=object))
-    result = client.infer("bge-m3", [text], parameters=_params())
-    check_tensors(result.as_numpy, ref, len(SUBSET))
-
-
-def test_grpc_outputs_chosen_by_requested_outputs(server, ref):
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(url=server.grpc_url)
-    text = grpcclient.InferInput("text", [1], "BYTES")
-    text.set_data_from_numpy(np.array([SUBSET[0].encode()], dtype=object))
-    result = client.infer("bge-m3", [text], outputs=[grpcclient.InferRequestedOutput("dense")])
-    assert_dense_close(result.as_numpy("dense")[0], ref["dense_vecs"][0])
-    assert result.as_numpy("sparse_indices") is None
+    ready, full, dense_only = triton_grpc([
+        {"op": "ready", "url": server.grpc_url, "model": "bge-m3"},
+        _grpc_call(server, SUBSET, parameters=_params()),
+        _grpc_call(server, SUBSET[:1], outputs=["dense"]),
+    ])
+    assert ready["ready"] is True
+    check_tensors(full["outputs"].__getitem__, ref, len(SUBSET))
+    # Outputs chosen by the requested outputs when no return_* parameter is given.
+    assert list(dense_only["outputs"]) == ["dense"]
+    assert_dense_close(dense_only["outputs"]["dense"][0], ref["dense_vecs"][0])
 
 
-def test_grpc_non_utf8_is_invalid_argument_and_server_lives_on(server):
-    import grpc
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
-    client = grpcclient.InferenceServerClient(url=server.grpc_url)
-    text = grpcclient.InferInput("text", [2], "BYTES")
-    text.set_data_from_numpy(np.array([b"fine", b"\xff\xfe bad"], dtype=object))
-    with pytest.raises(InferenceServerException) as info:
-        client.infer("bge-m3", [text])
-    assert info.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT)
-    assert "inputs[0][1] is not valid UTF-8" in info.value.message()
-    ok = grpcclient.InferInput("text", [1], "BYTES")
-    ok.set_data_from_numpy(np.array([b"fine"], dtype=object))
-    assert client.infer("bge-m3", [ok]).as_numpy("dense").shape[0] == 1
-
-
-def test_grpc_empty_string_and_unknown_model(server):
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
-    client = grpcclient.InferenceServerClient(url=server.grpc_url)
-    text = grpcclient.InferInput("text", [1], "BYTES")
-    text.set_data_from_numpy(np.array([b""], dtype=object))
-    with pytest.raises(InferenceServerException, match="empty"):
-        client.infer("bge-m3", [text])
-    with pytest.raises(InferenceServerException):
-        client.infer("no-such-model", [text])
+def test_grpc_bad_input_is_invalid_argument_and_server_lives_on(server):
+    bad_utf8 = "b64:" + base64.b64encode(b"\xff\xfe bad").decode()
+    non_utf8, empty, unknown, ok = triton_grpc([
+        _grpc_call(server, ["fine", bad_utf8]),
+        _grpc_call(server, [""]),
+        {**_grpc_call(server, ["x"]), "model": "no-such-model"},
+        _grpc_call(server, ["fine"]),
+    ])
+    assert non_utf8["error"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert "inputs[0][1] is not valid UTF-8" in non_utf8["error"]["message"]
+    assert empty["error"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert "empty" in empty["error"]["message"]
+    assert unknown["error"]["status"] == "StatusCode.NOT_FOUND"
+    assert ok["outputs"]["dense"].shape[0] == 1
 
 
 def test_v2_rest_json_errors_are_openai_shaped(client):

@@ -21,6 +21,6 @@ class V2JsonContentType:
                 and scope["path"].startswith("/v2/models/") and scope["path"].endswith("/infer")):
             names = {name.lower() for name, _ in scope["headers"]}
             if b"content-type" not in names and _BINARY_HEADER not in names:
-                scope = dict(scope)
+                # in place: outer middleware reads the matched route from this same scope
                 scope["headers"] = [*scope["headers"], (b"content-type", b"application/json")]
         await self.app(scope, receive, send)

@@ -9,6 +9,12 @@ of payloads into a list of results, one per payload.
 
 Fairness: every batch is built around the oldest waiting item, so no item waits behind an
 endless stream of better-fitting ones.
+
+Backpressure: at most ``max_queue_items`` wait (a request bigger than that is admitted only into
+an empty queue); beyond it ``submit`` raises ``QueueFull`` at once. A request waiting longer than
+``request_timeout_s`` raises ``QueueTimeout`` and its items leave the queue, as do the items of a
+cancelled request (client gone). A runner may name ``retryable_errors`` (CUDA out-of-memory):
+a batch failing with one is split in halves and retried, so nothing is lost to batch size.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from .errors import EngineDraining, QueueFull, QueueTimeout
+from .stats import EngineObserver, EngineStats
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +51,23 @@ class _Waiting:
 
 class BatchEngine:
     def __init__(self, runner: BatchRunner, *, max_batch_tokens: int = 16384,
-                 max_batch_size: int = 64, max_wait_s: float = 0.002, name: str = "engine"):
+                 max_batch_size: int = 64, max_wait_s: float = 0.002,
+                 max_queue_items: int | None = None, request_timeout_s: float | None = None,
+                 name: str = "engine", observer: EngineObserver | None = None):
         if max_batch_tokens < 1 or max_batch_size < 1 or max_wait_s < 0:
             raise ValueError("batch limits must be positive")
         self.runner = runner
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
+        self.max_queue_items = max_queue_items
+        self.request_timeout_s = request_timeout_s
         self.name = name
+        self.observer = observer
+        self.stats = EngineStats()
+        self.draining = False
         self._waiting: dict[int, _Waiting] = {}  # insertion order == arrival order
+        self._in_flight = 0
         self._seq = itertools.count()
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -65,7 +82,12 @@ class BatchEngine:
             self._task = asyncio.get_running_loop().create_task(
                 self._schedule(), name=f"{self.name}-scheduler")
 
+    def drain(self) -> None:
+        """Take no new work; what is queued or running still completes."""
+        self.draining = True
+
     async def stop(self) -> None:
+        self.draining = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -75,7 +97,7 @@ class BatchEngine:
             self._task = None
         for item in self._waiting.values():
             if not item.future.done():
-                item.future.set_exception(RuntimeError("engine stopped"))
+                item.future.set_exception(EngineDraining(f"{self.name} stopped"))
         self._waiting.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -85,14 +107,22 @@ class BatchEngine:
     def queue_size(self) -> int:
         return len(self._waiting)
 
+    @property
+    def idle(self) -> bool:
+        return not self._waiting and not self._in_flight
+
     # -- submitting ----------------------------------------------------------------------
     async def submit(self, payloads: Sequence[Any], lengths: Sequence[int]) -> list[Any]:
-        """Queue payloads (with their token lengths) and return their results in order.
-
-        If the caller is cancelled (client gone), its items still waiting are dropped.
-        """
+        """Queue payloads (with their token lengths) and return their results in order."""
         if len(payloads) != len(lengths):
             raise ValueError("one length per payload")
+        if self.draining:
+            raise EngineDraining(f"{self.name} is shutting down")
+        if (self.max_queue_items is not None and self._waiting
+                and len(self._waiting) + len(payloads) > self.max_queue_items):
+            self.stats.rejected += 1
+            raise QueueFull(f"{len(self._waiting)} items already waiting "
+                            f"(bound {self.max_queue_items})")
         self._ensure_started()
         loop = asyncio.get_running_loop()
         futures = []
@@ -102,12 +132,31 @@ class BatchEngine:
             fut.add_done_callback(lambda f, seq=seq: self._forget(seq, f))
             self._waiting[seq] = _Waiting(seq, max(1, int(length)), payload, fut)
             futures.append(fut)
+        self._observe_depth()
         self._arrived.set()
-        return list(await asyncio.gather(*futures))
+        gathered = asyncio.gather(*futures)
+        try:
+            if self.request_timeout_s is None:
+                results = await gathered
+            else:
+                results = await asyncio.wait_for(gathered, self.request_timeout_s)
+        except TimeoutError:
+            self.stats.timed_out += 1
+            raise QueueTimeout(f"not done within {self.request_timeout_s:g}s") from None
+        except BaseException:
+            for fut in futures:  # a sibling failed or the caller left: drop what still waits
+                fut.cancel()
+            raise
+        self.stats.requests += 1
+        return list(results)
 
     def _forget(self, seq: int, fut: asyncio.Future) -> None:
-        if fut.cancelled():
-            self._waiting.pop(seq, None)
+        if fut.cancelled() and self._waiting.pop(seq, None) is not None:
+            self._observe_depth()
+
+    def _observe_depth(self) -> None:
+        if self.observer is not None:
+            self.observer.queue_depth(len(self._waiting))
 
     # -- scheduling ----------------------------------------------------------------------
     async def _schedule(self) -> None:
@@ -127,24 +176,60 @@ class BatchEngine:
                     pass
                 continue
             batch = self._take_batch()
-            if not batch:
-                continue
-            payloads = [item.payload for item in batch]
+            self._observe_depth()
+            self._in_flight = len(batch)
             try:
-                results = await loop.run_in_executor(self._executor, self.runner.run_batch,
-                                                     payloads)
-                if len(results) != len(batch):
-                    raise RuntimeError(f"runner returned {len(results)} results "
-                                       f"for {len(batch)} payloads")
-            except Exception as exc:  # the batch fails, the engine keeps serving
-                logger.exception("%s: batch of %d failed", self.name, len(batch))
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
+                await self._run(loop, batch)
+            finally:
+                self._in_flight = 0
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> None:
+        started = time.monotonic()
+        waits = [started - item.enqueued for item in batch]
+        tokens = sum(item.length for item in batch)
+        padded = max(item.length for item in batch) * len(batch)
+        payloads = [item.payload for item in batch]
+        ok = True
+        try:
+            results = await loop.run_in_executor(self._executor, self._run_splitting, payloads)
+        except Exception as exc:  # the batch fails, the engine keeps serving
+            ok = False
+            self.stats.failed_batches += 1
+            logger.exception("%s: batch of %d failed", self.name, len(batch))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+        else:
             for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(result)
+        seconds = time.monotonic() - started
+        stats = self.stats
+        stats.batches += 1
+        stats.batch_items += len(batch)
+        stats.items += len(batch)
+        stats.tokens += tokens
+        stats.padded_tokens += padded
+        stats.busy_seconds += seconds
+        if self.observer is not None:
+            self.observer.batch_done(len(batch), tokens, padded, waits, seconds, ok)
+
+    def _run_splitting(self, payloads: list[Any]) -> list[Any]:
+        """Run on the worker thread; on a retryable error (OOM) split the batch and retry."""
+        retryable = tuple(getattr(self.runner, "retryable_errors", ()))
+        try:
+            results = list(self.runner.run_batch(payloads))
+        except retryable:
+            if len(payloads) == 1:
+                raise
+            logger.warning("%s: batch of %d hit a retryable error; splitting it", self.name,
+                           len(payloads))
+            half = len(payloads) // 2
+            return self._run_splitting(payloads[:half]) + self._run_splitting(payloads[half:])
+        if len(results) != len(payloads):
+            raise RuntimeError(f"runner returned {len(results)} results for "
+                               f"{len(payloads)} payloads")
+        return results
 
     def _can_fill_batch(self) -> bool:
         if len(self._waiting) >= self.max_batch_size:
@@ -178,10 +263,3 @@ class BatchEngine:
         for item in batch:
             del self._waiting[item.seq]
         return batch
-
-
-def lengths_of(items: Sequence[Any]) -> list[int]:
-    return [len(item) for item in items]
-
-
-__all__ = ["BatchEngine", "BatchRunner", "lengths_of"]

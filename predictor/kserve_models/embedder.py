@@ -9,52 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
-import kserve
 from kserve.protocol.infer_type import InferRequest
 
 from ..api import v2_tensors
-from ..engine import BatchEngine
-from ..errors import BadRequestError, NotReadyError
+from ..errors import BadRequestError
 from ..primitives import EncodeItem, EncodeOptions, EncodeResult, Output
-from ..settings import Settings
 from ..sparse import map_sparse
+from .base import EngineModel
 
 logger = logging.getLogger(__name__)
 
 
-class EmbedderModel(kserve.Model):
+class EmbedderModel(EngineModel):
     kind = "embedder"
 
-    def __init__(self, name: str, model_id: str, settings: Settings):
-        super().__init__(name)
-        self.model_id = model_id
-        self.settings = settings
-        self.runner = None
-        self.batcher: BatchEngine | None = None
-
-    def start(self) -> None:
-        """KServe's default marks every model ready here; ours is ready only once loaded."""
-
-    def load(self) -> bool:
+    def _load_runner(self):
         from ..runtime.m3 import M3Runner
 
-        self.runner = M3Runner(self.model_id, device=self.settings.device,
-                               use_fp16=self.settings.use_fp16)
-        self.batcher = BatchEngine(
-            self.runner, max_batch_tokens=self.settings.max_batch_tokens,
-            max_batch_size=self.settings.max_batch_size,
-            max_wait_s=self.settings.batch_wait_ms / 1000.0, name=f"{self.name}-engine")
-        self.ready = True
-        logger.info("embedder %s loaded from %s on %s (fp16=%s, max_length=%d)", self.name,
-                    self.model_id, self.runner.device, self.runner.half, self.runner.max_length)
-        return self.ready
-
-    @property
-    def max_length(self) -> int:
-        return self.runner.max_length
+        return M3Runner(self.model_id, device=self.settings.device,
+                        use_fp16=self.settings.use_fp16)
 
     @property
     def dimensions(self) -> int:
@@ -74,8 +51,7 @@ class EmbedderModel(kserve.Model):
     # -- the one entry point ------------------------------------------------------------
     async def encode(self, texts: Sequence[Any], options: EncodeOptions,
                      param: str = "input") -> EncodeResult:
-        if not self.ready:
-            raise NotReadyError(self.name)
+        self.ensure_ready()
         texts = validate_texts(texts, param, self.settings.max_input_texts)
         if not options.outputs:
             raise BadRequestError("At least one of return_dense, return_sparse, return_colbert "
@@ -89,8 +65,10 @@ class EmbedderModel(kserve.Model):
             max_length = options.max_length
         mapping = options.sparse_mapping or self.settings.sparse_token_mapping
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         ids = await loop.run_in_executor(None, self.runner.tokenize, texts, max_length,
                                          options.truncate)
+        self.metrics.stage("tokenize", time.monotonic() - started)
         if not options.truncate:
             for i, seq in enumerate(ids):
                 if len(seq) > max_length:
@@ -98,8 +76,8 @@ class EmbedderModel(kserve.Model):
                         f"{param}[{i}] has {len(seq)} tokens, more than the maximum of "
                         f"{max_length}; shorten it or allow truncation.",
                         param=f"{param}[{i}]", code="context_length_exceeded")
-        items = [EncodeItem(seq, options.outputs) for seq in ids]
-        embeddings = await self.batcher.submit(items, [len(seq) for seq in ids])
+        check_request_tokens(ids, self.settings.max_request_tokens, param)
+        embeddings = await self.run([EncodeItem(seq, options.outputs) for seq in ids])
         if Output.SPARSE in options.outputs and (mapping != "tokenizer" or options.return_tokens):
             for emb in embeddings:
                 emb.sparse = map_sparse(emb.sparse, mapping, self.settings.sparse_index_space,
@@ -109,6 +87,7 @@ class EmbedderModel(kserve.Model):
 
     # -- KServe V1 / V2 ------------------------------------------------------------------
     async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None):
+        self.authorize(headers)
         if isinstance(payload, InferRequest):
             texts = v2_tensors.texts_from_request(payload)
             options = v2_tensors.encode_options(payload)
@@ -130,9 +109,12 @@ class EmbedderModel(kserve.Model):
             {"name": "colbert_offsets", "datatype": "INT64", "shape": [-1]},
         ]
 
-    async def stop_batcher(self) -> None:
-        if getattr(self, "batcher", None) is not None:
-            await self.batcher.stop()
+
+def check_request_tokens(ids: Sequence[Sequence[int]], limit: int, param: str) -> None:
+    total = sum(len(seq) for seq in ids)
+    if total > limit:
+        raise BadRequestError(f"'{param}' has {total} tokens in all; at most {limit} are allowed "
+                              "per request.", param=param, code="request_too_large")
 
 
 def validate_texts(texts: Any, param: str, max_texts: int) -> list[str]:

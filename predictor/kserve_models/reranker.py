@@ -12,17 +12,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import kserve
 import numpy as np
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferRequest
 
 from ..api.params import as_bool
-from ..api.v2_tensors import request_parameters
-from ..engine import BatchEngine
-from ..errors import BadRequestError, NotReadyError
+from ..api.v2_tensors import infer_response, request_parameters
+from ..errors import BadRequestError
 from ..primitives import ScoreItem
-from ..settings import Settings
-from .embedder import validate_texts
+from .base import EngineModel
+from .embedder import check_request_tokens, validate_texts
 
 logger = logging.getLogger(__name__)
 
@@ -37,36 +35,14 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-class RerankerModel(kserve.Model):
+class RerankerModel(EngineModel):
     kind = "reranker"
 
-    def __init__(self, name: str, model_id: str, settings: Settings):
-        super().__init__(name)
-        self.model_id = model_id
-        self.settings = settings
-        self.runner = None
-        self.batcher: BatchEngine | None = None
-
-    def start(self) -> None:
-        """KServe's default marks every model ready here; ours is ready only once loaded."""
-
-    def load(self) -> bool:
+    def _load_runner(self):
         from ..runtime.cross_encoder import CrossEncoderRunner
 
-        self.runner = CrossEncoderRunner(self.model_id, device=self.settings.device,
-                                         use_fp16=self.settings.use_fp16)
-        self.batcher = BatchEngine(
-            self.runner, max_batch_tokens=self.settings.max_batch_tokens,
-            max_batch_size=self.settings.max_batch_size,
-            max_wait_s=self.settings.batch_wait_ms / 1000.0, name=f"{self.name}-engine")
-        self.ready = True
-        logger.info("reranker %s loaded from %s on %s (fp16=%s, max_length=%d)", self.name,
-                    self.model_id, self.runner.device, self.runner.half, self.runner.max_length)
-        return self.ready
-
-    @property
-    def max_length(self) -> int:
-        return self.runner.max_length
+        return CrossEncoderRunner(self.model_id, device=self.settings.device,
+                                  use_fp16=self.settings.use_fp16)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "root": self.model_id, "max_model_len": self.max_length}
@@ -76,8 +52,7 @@ class RerankerModel(kserve.Model):
                     truncate: bool = True, query_param: str = "query",
                     documents_param: str = "documents") -> ScoreResult:
         """Score pairs (``queries`` has one query for all documents, or one per document)."""
-        if not self.ready:
-            raise NotReadyError(self.name)
+        self.ensure_ready()
         documents = validate_texts(list(documents), documents_param,
                                    self.settings.max_rerank_documents)
         queries = validate_texts(list(queries), query_param, len(documents))
@@ -110,13 +85,14 @@ class RerankerModel(kserve.Model):
                         param=f"{documents_param}[{i}]", code="context_length_exceeded")
         ids = await loop.run_in_executor(None, self.runner.tokenize_pairs, pair_queries,
                                          documents, max_length)
-        logits = await self.batcher.submit([ScoreItem(seq) for seq in ids],
-                                           [len(seq) for seq in ids])
+        check_request_tokens(ids, self.settings.max_request_tokens, documents_param)
+        logits = await self.run([ScoreItem(seq) for seq in ids])
         scores = [sigmoid(x) for x in logits] if normalize else list(logits)
         return ScoreResult(scores=scores, num_tokens=sum(len(seq) for seq in ids))
 
     # -- KServe V2 -----------------------------------------------------------------------
     async def predict(self, payload, headers: dict[str, str] | None = None):
+        self.authorize(headers)
         if not isinstance(payload, InferRequest):
             raise BadRequestError("The reranker speaks V2: inputs 'query' and 'documents'.",
                                   param="inputs")
@@ -133,12 +109,8 @@ class RerankerModel(kserve.Model):
         normalize = as_bool(params.get("normalize", True), "normalize")
         result = await self.score(queries, documents, normalize=normalize)
         scores = np.asarray(result.scores, dtype=np.float32)
-        output = InferOutput(name="scores", shape=[len(scores)], datatype="FP32", data=scores)
-        return InferResponse(response_id=payload.id or "", model_name=self.name,
-                             infer_outputs=[output],
-                             use_binary_outputs=payload.use_binary_outputs,
-                             requested_outputs=payload.request_outputs,
-                             parameters={"prompt_tokens": result.num_tokens})
+        return infer_response(self.name, payload, {"scores": scores},
+                              {"prompt_tokens": result.num_tokens})
 
     def get_input_types(self) -> list[dict]:
         return [{"name": "query", "datatype": "BYTES", "shape": [-1]},

@@ -7,7 +7,8 @@ document side only; a batch of pairs is ONE forward pass; the result is the raw 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from .m3 import model_max_length
 
 
 class CrossEncoderRunner:
+    # The engine splits a batch that fails with one of these and retries the halves.
+    retryable_errors = (torch.cuda.OutOfMemoryError,)
+
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True):
         from FlagEmbedding import FlagReranker
@@ -31,6 +35,7 @@ class CrossEncoderRunner:
         self.max_length = model_max_length(self.tokenizer, self.model.config)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.pair_overhead = self.tokenizer.num_special_tokens_to_add(pair=True)
+        self.observe_stage: Callable[[str, float], None] | None = None
 
     def query_length(self, query: str) -> int:
         return len(self.tokenizer(query, add_special_tokens=False, verbose=False)["input_ids"])
@@ -44,6 +49,14 @@ class CrossEncoderRunner:
 
     @torch.inference_mode()
     def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
+        started = time.monotonic()
         ids, mask = pad_batch([item.input_ids for item in items], self.pad_id, self.device)
-        logits = self.model(input_ids=ids, attention_mask=mask, return_dict=True).logits
-        return np.asarray(logits.view(-1).float().cpu().numpy(), dtype=np.float64).tolist()
+        try:
+            logits = self.model(input_ids=ids, attention_mask=mask, return_dict=True).logits
+            scores = logits.view(-1).float().cpu().numpy().astype(np.float64).tolist()
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise
+        if self.observe_stage is not None:
+            self.observe_stage("forward", time.monotonic() - started)
+        return scores

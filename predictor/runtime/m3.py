@@ -11,7 +11,8 @@ repeated tokens max-pooled; ColBERT = normalised colbert head over tokens after 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 class M3Runner:
+    # The engine splits a batch that fails with one of these and retries the halves.
+    retryable_errors = (torch.cuda.OutOfMemoryError,)
+
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True):
         from FlagEmbedding import BGEM3FlagModel
@@ -47,6 +51,7 @@ class M3Runner:
                    if name in self.tokenizer.special_tokens_map}
         self.unused_token_ids = np.array(sorted(special), dtype=np.int64)
         self._token_strings: dict[int, str] = {}
+        self.observe_stage: Callable[[str, float], None] | None = None
 
     # -- tokenising (any thread) ---------------------------------------------------------
     def tokenize(self, texts: list[str], max_length: int, truncate: bool) -> list[list[int]]:
@@ -68,17 +73,14 @@ class M3Runner:
         return out
 
     # -- one batch (the engine's worker thread) ------------------------------------------
-    @torch.inference_mode()
     def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
-        wanted = frozenset().union(*(item.outputs for item in items))
-        ids, mask = pad_batch([item.input_ids for item in items], self.pad_id, self.device)
-        out = self.model({"input_ids": ids, "attention_mask": mask},
-                         return_dense=Output.DENSE in wanted,
-                         return_sparse=Output.SPARSE in wanted,
-                         return_colbert_vecs=Output.COLBERT in wanted)
-        dense = _to_numpy(out.get("dense_vecs"))
-        weights = _to_numpy(out["sparse_vecs"].squeeze(-1)) if "sparse_vecs" in out else None
-        colbert = _to_numpy(out.get("colbert_vecs"))
+        started = time.monotonic()
+        try:
+            dense, weights, colbert = self._forward(items)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise
+        forwarded = time.monotonic()
         results = []
         for row, item in enumerate(items):
             n = len(item.input_ids)
@@ -90,7 +92,23 @@ class M3Runner:
             if Output.COLBERT in item.outputs:
                 emb.colbert = colbert[row, : n - 1]
             results.append(emb)
+        if self.observe_stage is not None:
+            self.observe_stage("forward", forwarded - started)
+            self.observe_stage("postprocess", time.monotonic() - forwarded)
         return results
+
+    @torch.inference_mode()
+    def _forward(self, items: Sequence[EncodeItem]):
+        """ONE forward pass computing the union of the outputs the items want (numpy out)."""
+        wanted = frozenset().union(*(item.outputs for item in items))
+        ids, mask = pad_batch([item.input_ids for item in items], self.pad_id, self.device)
+        out = self.model({"input_ids": ids, "attention_mask": mask},
+                         return_dense=Output.DENSE in wanted,
+                         return_sparse=Output.SPARSE in wanted,
+                         return_colbert_vecs=Output.COLBERT in wanted)
+        dense = _to_numpy(out.get("dense_vecs"))
+        weights = _to_numpy(out["sparse_vecs"].squeeze(-1)) if "sparse_vecs" in out else None
+        return dense, weights, _to_numpy(out.get("colbert_vecs"))
 
     def _lexical_weights(self, ids: np.ndarray, weights: np.ndarray) -> SparseVector:
         keep = (weights > 0) & ~np.isin(ids, self.unused_token_ids)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from ..disconnect import cancel_on_disconnect
 from ..registry import ServedModels
 from ..responses import NumpyJSONResponse
 from . import serving
@@ -21,18 +22,23 @@ def build_router(served: ServedModels) -> APIRouter:
     router = APIRouter(tags=["embeddings"])
 
     @router.post("/v1/embeddings", response_model=EmbeddingsResponse)
-    async def embeddings(req: EmbeddingsRequest) -> NumpyJSONResponse:
+    async def embeddings(req: EmbeddingsRequest, request: Request) -> NumpyJSONResponse:
         model = served.get(req.model, "embedder")
-        return NumpyJSONResponse(await serving.create_embeddings(model, req))
+        return NumpyJSONResponse(
+            await cancel_on_disconnect(request, serving.create_embeddings(model, req)))
 
     @router.post("/v1/sparse-embeddings", response_model=SparseEmbeddingsResponse)
-    async def sparse_embeddings(req: SparseEmbeddingsRequest) -> NumpyJSONResponse:
+    async def sparse_embeddings(req: SparseEmbeddingsRequest,
+                                request: Request) -> NumpyJSONResponse:
         model = served.get(req.model, "embedder")
-        return NumpyJSONResponse(await serving.create_sparse_embeddings(model, req))
+        return NumpyJSONResponse(
+            await cancel_on_disconnect(request, serving.create_sparse_embeddings(model, req)))
 
     @router.post("/v1/hybrid-embeddings", response_model=HybridEmbeddingsResponse)
-    async def hybrid_embeddings(req: HybridEmbeddingsRequest) -> NumpyJSONResponse:
+    async def hybrid_embeddings(req: HybridEmbeddingsRequest,
+                                request: Request) -> NumpyJSONResponse:
         model = served.get(req.model, "embedder")
-        return NumpyJSONResponse(await serving.create_hybrid_embeddings(model, req))
+        return NumpyJSONResponse(
+            await cancel_on_disconnect(request, serving.create_hybrid_embeddings(model, req)))
 
     return router

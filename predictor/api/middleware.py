@@ -1,0 +1,114 @@
+"""ASGI middleware: bearer-token auth, request body limit, request counting.
+
+Pure ASGI (no ``BaseHTTPMiddleware``) so bodies stream and nothing is buffered twice.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Mapping
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import ApiError, AuthenticationError, PayloadTooLargeError
+from ..metrics import REQUESTS
+from .error_handlers import error_response
+
+# Probes and scrapes stay open (SPEC "Health"): liveness, readiness, model metadata, metrics.
+OPEN_PATHS = re.compile(r"^(/|/metrics|/health|/v2|/v2/health/(live|ready)"
+                        r"|/v2/models/[^/]+(/versions/[^/]+)?(/ready)?)$")
+
+
+def check_token(headers: Mapping[str, str], token: str | None) -> None:
+    """Raise 401 unless ``authorization: Bearer <token>`` matches (constant-time)."""
+    if not token:
+        return
+    value = headers.get("authorization") or headers.get("Authorization") or ""
+    scheme, _, given = value.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                             token.encode()):
+        raise AuthenticationError("Missing or invalid bearer token.", code="invalid_api_key",
+                                  headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _send_error(scope: Scope, receive: Receive, send: Send, exc: ApiError) -> None:
+    await error_response(exc.status_code, exc.message, param=exc.param, code=exc.code,
+                         error_type=exc.error_type, headers=exc.headers)(scope, receive, send)
+
+
+class BearerAuth:
+    def __init__(self, app: ASGIApp, token: str | None):
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token and scope["type"] == "http" and not (
+                scope["method"] == "GET" and OPEN_PATHS.match(scope["path"])):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                       for k, v in scope["headers"]}
+            try:
+                check_token(headers, self.token)
+            except AuthenticationError as exc:
+                await _send_error(scope, receive, send, exc)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """413 for bodies over ``max_bytes``: from Content-Length at once, else while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(f"The request body is larger than {self.max_bytes} bytes.",
+                                    code="request_too_large")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _send_error(scope, receive, send, self._too_large())
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class CountRequests:
+    """``bge_predictor_requests_total{route, status}`` by route template."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            REQUESTS.labels(path, str(status)).inc()

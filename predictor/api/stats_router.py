@@ -1,0 +1,40 @@
+"""``GET /stats``: batching summary in seed 001's shape, plus per-model detail."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..settings import Settings
+from .registry import ServedModels
+from .responses import NumpyJSONResponse
+
+
+def build_router(served: ServedModels, settings: Settings) -> APIRouter:
+    router = APIRouter(tags=["monitoring"])
+
+    @router.get("/stats")
+    async def stats() -> NumpyJSONResponse:
+        per_model = {model.name: model.stats() for model in served.all()}
+        engines = [m.batcher for m in served.all() if m.batcher is not None]
+        batches = sum(e.stats.batches for e in engines)
+        items = sum(e.stats.batch_items for e in engines)
+        busy = sum(e.stats.busy_seconds for e in engines)
+        body = {
+            "batching": {
+                "queue_size": sum(e.queue_size for e in engines),
+                "processed_requests": sum(e.stats.requests for e in engines),
+                "average_batch_size": round(items / batches, 3) if batches else 0,
+                "average_processing_time": round(busy / batches, 6) if batches else 0,
+            },
+            "config": {
+                "batch_size": settings.max_batch_size,
+                "max_batch_tokens": settings.max_batch_tokens,
+                "timeout_ms": settings.batch_wait_ms,
+                "max_queue_size": settings.max_queue_size,
+                "request_timeout_s": settings.request_timeout,
+            },
+            "models": per_model,
+        }
+        return NumpyJSONResponse(body)
+
+    return router

@@ -1,0 +1,45 @@
+"""Running totals of an engine, for ``/stats`` and the Prometheus observer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(slots=True)
+class EngineStats:
+    requests: int = 0
+    items: int = 0
+    batches: int = 0
+    batch_items: int = 0
+    padded_tokens: int = 0
+    tokens: int = 0
+    busy_seconds: float = 0.0
+    rejected: int = 0
+    timed_out: int = 0
+    failed_batches: int = 0
+
+    def summary(self) -> dict:
+        return {
+            "processed_requests": self.requests,
+            "processed_items": self.items,
+            "processed_tokens": self.tokens,
+            "batches": self.batches,
+            "average_batch_size": round(self.batch_items / self.batches, 3) if self.batches else 0,
+            "average_processing_time_ms": (round(1000 * self.busy_seconds / self.batches, 3)
+                                           if self.batches else 0),
+            "padding_ratio": (round(1 - self.tokens / self.padded_tokens, 4)
+                              if self.padded_tokens else 0),
+            "rejected_queue_full": self.rejected,
+            "timed_out": self.timed_out,
+            "failed_batches": self.failed_batches,
+        }
+
+
+class EngineObserver(Protocol):
+    """Hooks for metrics; called on the event loop thread."""
+
+    def queue_depth(self, items: int) -> None: ...
+
+    def batch_done(self, size: int, tokens: int, padded_tokens: int, queue_waits: list[float],
+                   seconds: float, ok: bool) -> None: ...

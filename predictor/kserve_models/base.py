@@ -1,0 +1,101 @@
+"""What every served model shares: loading then ``ready``, its engine, auth, engine errors.
+
+Subclasses set ``kind`` and implement ``_load_runner()``; their entry points submit work with
+``self.run(items)``, which turns the engine's refusals into API errors (429, 503).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import kserve
+
+from ..engine import BatchEngine, EngineDraining, QueueFull, QueueTimeout
+from ..errors import NotReadyError, OverloadedError, QueueFullError
+from ..metrics import EngineMetrics
+from ..settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class EngineModel(kserve.Model):
+    kind = "model"
+
+    def __init__(self, name: str, model_id: str, settings: Settings):
+        super().__init__(name)
+        self.model_id = model_id
+        self.settings = settings
+        self.runner: Any = None
+        self.batcher: BatchEngine | None = None
+        self.metrics = EngineMetrics(name)
+
+    def start(self) -> None:
+        """KServe's default marks every model ready here; ours is ready only once loaded."""
+
+    def _load_runner(self) -> Any:
+        raise NotImplementedError
+
+    def load(self) -> bool:
+        started = time.monotonic()
+        self.runner = self._load_runner()
+        self.runner.observe_stage = self.metrics.stage
+        s = self.settings
+        self.batcher = BatchEngine(
+            self.runner, max_batch_tokens=s.max_batch_tokens, max_batch_size=s.max_batch_size,
+            max_wait_s=s.batch_wait_ms / 1000.0, max_queue_items=s.max_queue_size,
+            request_timeout_s=s.request_timeout, name=f"{self.name}-engine",
+            observer=self.metrics)
+        self.load_seconds = time.monotonic() - started
+        self.ready = True
+        logger.info("%s %s loaded from %s on %s (fp16=%s, max_length=%d) in %.1fs", self.kind,
+                    self.name, self.model_id, self.runner.device, self.runner.half,
+                    self.runner.max_length, self.load_seconds)
+        return self.ready
+
+    @property
+    def max_length(self) -> int:
+        return self.runner.max_length
+
+    def stop(self) -> None:
+        """Shutdown: not ready any more, no new work; queued and running batches finish."""
+        self.ready = False
+        if self.batcher is not None:
+            self.batcher.drain()
+
+    def authorize(self, headers: Mapping[str, str] | None) -> None:
+        """Token check for V2 over gRPC, whose metadata KServe hands over as headers."""
+        from ..api.middleware import check_token
+
+        check_token(headers or {}, self.settings.api_token)
+
+    def ensure_ready(self) -> None:
+        if not self.ready:
+            raise NotReadyError(self.name)
+
+    async def run(self, items: Sequence[Any]) -> list[Any]:
+        try:
+            return await self.batcher.submit(items, [len(item) for item in items])
+        except QueueFull as exc:
+            raise QueueFullError(f"The server is busy ({exc}); retry shortly.",
+                                 code="queue_full", headers={"Retry-After": "1"}) from None
+        except QueueTimeout as exc:
+            raise OverloadedError(f"The request timed out waiting for the model ({exc}).",
+                                  code="timeout", headers={"Retry-After": "1"}) from None
+        except EngineDraining:
+            raise OverloadedError("The server is shutting down.", code="shutting_down",
+                                  headers={"Retry-After": "1"}) from None
+
+    def stats(self) -> dict:
+        s = self.settings
+        summary = {"kind": self.kind, "ready": bool(self.ready), "model": self.model_id}
+        if self.batcher is not None:
+            summary |= {"queue_size": self.batcher.queue_size, **self.batcher.stats.summary()}
+            summary["config"] = {
+                "device": self.runner.device, "fp16": self.runner.half,
+                "max_length": self.max_length, "max_batch_tokens": s.max_batch_tokens,
+                "max_batch_size": s.max_batch_size, "batch_wait_ms": s.batch_wait_ms,
+                "max_queue_size": s.max_queue_size, "request_timeout_s": s.request_timeout}
+        return summary
