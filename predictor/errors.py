@@ -12,6 +12,9 @@ from typing import Any
 
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
+_GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND",
+                413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+
 
 class ApiError(Exception):
     """Base of every error we return to clients on purpose."""
@@ -30,6 +33,14 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def to_grpc(self) -> Exception:
+        """The same error for gRPC clients (KServe's interceptor passes these through)."""
+        from grpc import StatusCode
+        from grpc_interceptor.exceptions import GrpcException
+
+        code = getattr(StatusCode, _GRPC_STATUS.get(self.status_code, "INTERNAL"))
+        return GrpcException(details=self.message, status_code=code)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.error_type,

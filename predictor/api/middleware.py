@@ -75,17 +75,30 @@ class BodyLimit:
                 await _send_error(scope, receive, send, self._too_large())
                 return
         seen = 0
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            # FastAPI turns errors raised while reading the body into 400s, so instead we answer
+            # 413 ourselves and tell the app the client is gone.
+            nonlocal seen, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise self._too_large()
+                    refused = True
+                    await _send_error(scope, receive, send, self._too_large())
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
 
 
 class CountRequests:

@@ -16,13 +16,15 @@ from .embeddings import router as embeddings_router
 from .error_handlers import install_error_handlers, reassert_error_handlers_on_startup
 from .middleware import BearerAuth, BodyLimit, CountRequests
 from .registry import ServedModels
+from .rerank import router as rerank_router
 from .v2_content_type import V2JsonContentType
 
 PREFIXES = ("", "/openai")
 
 
 def install_routes(app: FastAPI, served: ServedModels, settings: Settings) -> None:
-    routers = [embeddings_router.build_router(served), models_router.build_router(served)]
+    routers = [embeddings_router.build_router(served), models_router.build_router(served),
+               rerank_router.build_router(served)]
     for prefix in PREFIXES:
         for router in routers:
             app.include_router(router, prefix=prefix, include_in_schema=prefix == "")

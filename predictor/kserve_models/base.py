@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import kserve
 
 from ..engine import BatchEngine, EngineDraining, QueueFull, QueueTimeout
-from ..errors import NotReadyError, OverloadedError, QueueFullError
+from ..errors import ApiError, NotReadyError, OverloadedError, QueueFullError
 from ..metrics import EngineMetrics
 from ..settings import Settings
 
@@ -65,11 +65,24 @@ class EngineModel(kserve.Model):
         if self.batcher is not None:
             self.batcher.drain()
 
-    def authorize(self, headers: Mapping[str, str] | None) -> None:
-        """Token check for V2 over gRPC, whose metadata KServe hands over as headers."""
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        """KServe's V1/V2 entry (REST and gRPC): auth, then ``infer``; errors in gRPC terms.
+
+        REST requests were already authenticated by the HTTP middleware; gRPC metadata reaches
+        us here as ``headers``.
+        """
         from ..api.middleware import check_token
 
-        check_token(headers or {}, self.settings.api_token)
+        try:
+            check_token(headers or {}, self.settings.api_token)
+            return await self.infer(payload)
+        except ApiError as exc:
+            if getattr(payload, "from_grpc", False):
+                raise exc.to_grpc() from None
+            raise
+
+    async def infer(self, payload: Any) -> Any:
+        raise NotImplementedError
 
     def ensure_ready(self) -> None:
         if not self.ready:

@@ -86,8 +86,7 @@ class EmbedderModel(EngineModel):
                             prompt_tokens=sum(len(seq) for seq in ids))
 
     # -- KServe V1 / V2 ------------------------------------------------------------------
-    async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None):
-        self.authorize(headers)
+    async def infer(self, payload: dict | InferRequest):
         if isinstance(payload, InferRequest):
             texts = v2_tensors.texts_from_request(payload)
             options = v2_tensors.encode_options(payload)

@@ -1,7 +1,9 @@
 """Cross-encoder reranker as a KServe model.
 
 ``score()`` is the one entry point (the rerank routes, V2 REST and gRPC): it validates, tokenises
-query-document pairs off the event loop, and queues them on the shared batching engine.
+query-document pairs off the event loop, and queues them on the shared batching engine, where
+pairs from concurrent requests share batches on a token budget. A pair longer than the limit is
+truncated on the document side (never the query; never dropped).
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from kserve.protocol.infer_type import InferRequest
 
-from ..api.params import as_bool
+from ..api.params import as_bool, as_int
 from ..api.v2_tensors import infer_response, request_parameters
 from ..errors import BadRequestError
 from ..primitives import ScoreItem
@@ -28,7 +31,8 @@ logger = logging.getLogger(__name__)
 @dataclass(slots=True)
 class ScoreResult:
     scores: list[float]  # raw logits, or sigmoid of them when normalised; input order
-    num_tokens: int
+    num_tokens: int  # tokens of all pairs as the model saw them (after truncation)
+    truncated: int = 0  # how many documents were cut to fit
 
 
 def sigmoid(x: float) -> float:
@@ -49,13 +53,18 @@ class RerankerModel(EngineModel):
 
     async def score(self, queries: Sequence[str], documents: Sequence[str], *,
                     normalize: bool = True, max_length: int | None = None,
-                    truncate: bool = True, query_param: str = "query",
+                    max_document_tokens: int | None = None, truncate: bool = True,
+                    query_param: str = "query",
                     documents_param: str = "documents") -> ScoreResult:
-        """Score pairs (``queries`` has one query for all documents, or one per document)."""
+        """Score pairs (``queries`` has one query for all documents, or one per document).
+
+        ``max_length`` bounds a whole pair (default: the model's limit); ``max_document_tokens``
+        also bounds each document's own tokens. Over ``max_length``, the document is cut, unless
+        ``truncate`` is false: then 400. A query that leaves no room for a document is a 400.
+        """
         self.ensure_ready()
-        documents = validate_texts(list(documents), documents_param,
-                                   self.settings.max_rerank_documents)
-        queries = validate_texts(list(queries), query_param, len(documents))
+        documents = validate_texts(documents, documents_param, self.settings.max_rerank_documents)
+        queries = validate_texts(queries, query_param, len(documents))
         if len(queries) not in (1, len(documents)):
             raise BadRequestError(f"Give one query, or one per document ({len(documents)}).",
                                   param=query_param)
@@ -64,31 +73,56 @@ class RerankerModel(EngineModel):
         elif not 1 <= max_length <= self.max_length:
             raise BadRequestError(f"max_length must be between 1 and {self.max_length}.",
                                   param="max_length")
+        if max_document_tokens is not None and max_document_tokens < 1:
+            raise BadRequestError("max_tokens_per_doc must be at least 1.",
+                                  param="max_tokens_per_doc")
         loop = asyncio.get_running_loop()
-        room = max_length - self.runner.pair_overhead - 1
-        for i, query in enumerate(dict.fromkeys(queries)):
-            q_len = await loop.run_in_executor(None, self.runner.query_length, query)
-            if q_len > room:
-                param = query_param if len(queries) == 1 else f"{query_param}[{i}]"
-                raise BadRequestError(f"The query has {q_len} tokens; at most {room} fit with a "
-                                      f"document in {max_length} tokens.", param=param,
-                                      code="context_length_exceeded")
-        pair_queries = queries * len(documents) if len(queries) == 1 else queries
-        if not truncate:
-            full = await loop.run_in_executor(None, self.runner.tokenize_pairs, pair_queries,
-                                              documents, 10**9)
-            for i, seq in enumerate(full):
-                if len(seq) > max_length:
-                    raise BadRequestError(
-                        f"{documents_param}[{i}] makes a pair of {len(seq)} tokens with the "
-                        f"query, more than {max_length}; shorten it or allow truncation.",
-                        param=f"{documents_param}[{i}]", code="context_length_exceeded")
-        ids = await loop.run_in_executor(None, self.runner.tokenize_pairs, pair_queries,
-                                         documents, max_length)
+        started = time.monotonic()
+        ids, truncated = await loop.run_in_executor(
+            None, self._pairs, queries, documents, max_length, max_document_tokens, truncate,
+            query_param, documents_param)
+        self.metrics.stage("tokenize", time.monotonic() - started)
         check_request_tokens(ids, self.settings.max_request_tokens, documents_param)
         logits = await self.run([ScoreItem(seq) for seq in ids])
         scores = [sigmoid(x) for x in logits] if normalize else list(logits)
-        return ScoreResult(scores=scores, num_tokens=sum(len(seq) for seq in ids))
+        return ScoreResult(scores=scores, num_tokens=sum(len(seq) for seq in ids),
+                           truncated=truncated)
+
+    def _pairs(self, queries: list[str], documents: list[str], max_length: int,
+               max_document_tokens: int | None, truncate: bool, query_param: str,
+               documents_param: str) -> tuple[list[list[int]], int]:
+        """Token ids of every pair, as ``FlagReranker.compute_score`` builds them (any thread)."""
+        runner = self.runner
+        unique = list(dict.fromkeys(queries))
+        query_ids = dict(zip(unique, runner.tokenize(unique), strict=True))
+        room_for = {}
+        for query in unique:
+            room = max_length - runner.pair_overhead - len(query_ids[query])
+            if room < 1:
+                param = (query_param if len(queries) == 1
+                         else f"{query_param}[{queries.index(query)}]")
+                raise BadRequestError(
+                    f"The query has {len(query_ids[query])} tokens; with the special tokens and "
+                    f"at least one document token it does not fit in {max_length} tokens.",
+                    param=param, code="context_length_exceeded")
+            room_for[query] = room
+        pairs, truncated = [], 0
+        for i, doc_ids in enumerate(runner.tokenize(documents)):
+            query = queries[0] if len(queries) == 1 else queries[i]
+            if max_document_tokens is not None:
+                doc_ids = doc_ids[:max_document_tokens]
+            room = room_for[query]
+            if len(doc_ids) > room:
+                if not truncate:
+                    raise BadRequestError(
+                        f"{documents_param}[{i}] makes a pair of "
+                        f"{len(doc_ids) + max_length - room} tokens with the query, more than "
+                        f"{max_length}; shorten it or allow truncation.",
+                        param=f"{documents_param}[{i}]", code="context_length_exceeded")
+                doc_ids = doc_ids[:room]
+                truncated += 1
+            pairs.append(runner.build_pair(query_ids[query], doc_ids))
+        return pairs, truncated
 
     # -- KServe V2 -----------------------------------------------------------------------
     async def predict(self, payload, headers: dict[str, str] | None = None):
@@ -107,7 +141,11 @@ class RerankerModel(EngineModel):
         documents = texts_of_input(by_name["documents"], "documents")
         params = request_parameters(payload)
         normalize = as_bool(params.get("normalize", True), "normalize")
-        result = await self.score(queries, documents, normalize=normalize)
+        max_length = params.get("max_length")
+        result = await self.score(
+            queries, documents, normalize=normalize,
+            max_length=None if max_length is None else as_int(max_length, "max_length"),
+            truncate=as_bool(params.get("truncate", True), "truncate"))
         scores = np.asarray(result.scores, dtype=np.float32)
         return infer_response(self.name, payload, {"scores": scores},
                               {"prompt_tokens": result.num_tokens})

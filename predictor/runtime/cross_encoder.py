@@ -1,8 +1,10 @@
 """Cross-encoder runner (bge-reranker-v2-m3 and other sequence-classification rerankers).
 
 Loaded through FlagEmbedding's ``FlagReranker`` (an ``AutoModelForSequenceClassification``).
-A pair is tokenised as one sequence, ``<s> query </s></s> document </s>``, truncated on the
-document side only; a batch of pairs is ONE forward pass; the result is the raw logit.
+A pair is tokenised as one sequence, ``<s> query </s></s> document </s>``, built the way
+``FlagReranker.compute_score`` builds it (query and document tokenised apart, then joined with
+the special tokens, truncated on the document side only); a batch of pairs is ONE forward pass;
+the result is the raw logit.
 """
 
 from __future__ import annotations
@@ -37,16 +39,17 @@ class CrossEncoderRunner:
         self.pair_overhead = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.observe_stage: Callable[[str, float], None] | None = None
 
-    def query_length(self, query: str) -> int:
-        return len(self.tokenizer(query, add_special_tokens=False, verbose=False)["input_ids"])
+    # -- tokenising (any thread) ---------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, no special tokens, not truncated."""
+        return self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False,
+                              return_token_type_ids=False, verbose=False)["input_ids"]
 
-    def tokenize_pairs(self, queries: list[str], documents: list[str], max_length: int
-                       ) -> list[list[int]]:
-        encoded = self.tokenizer(queries, documents, truncation="only_second",
-                                 max_length=max_length, return_attention_mask=False,
-                                 return_token_type_ids=False, verbose=False)
-        return encoded["input_ids"]
+    def build_pair(self, query_ids: list[int], document_ids: list[int]) -> list[int]:
+        """``<s> query </s></s> document </s>`` (the tokenizer's own pair template)."""
+        return self.tokenizer.build_inputs_with_special_tokens(query_ids, document_ids)
 
+    # -- one batch (the engine's worker thread) ------------------------------------------
     @torch.inference_mode()
     def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
         started = time.monotonic()
