@@ -90,7 +90,9 @@ RUN set -eux; \
     useradd --uid 1000 --gid 1000 --home-dir /home/app --create-home --shell /usr/sbin/nologin app; \
     mkdir -p /home/app/.cache/huggingface; \
     chown -R 1000:1000 /home/app; \
-    chmod 1777 /tmp
+    # World-writable (sticky) like /tmp: a tmpfs mounted over it by `docker run --tmpfs` takes
+    # this mode, and the cache stays usable when the container runs under another uid.
+    chmod 1777 /home/app/.cache/huggingface /tmp
 
 COPY --from=builder /opt/venv /opt/venv
 

@@ -125,11 +125,19 @@ with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)
 print("\n".join(["pip", "setuptools>=68", "wheel", "torch", *project["project"]["dependencies"]]))
 PYEOF
-log "resolving wheels into $WHEELHOUSE"
-wheel_start=$SECONDS
-"$PY" -m pip wheel --quiet --prefer-binary --find-links "$WHEELHOUSE" --wheel-dir "$WHEELHOUSE" \
-    -c "$ROOT/constraints.txt" -r "$REQS" || die "pip wheel failed"
-log "wheelhouse ready in $((SECONDS - wheel_start))s ($(du -sh "$WHEELHOUSE" | cut -f1))"
+# Re-resolve only when the requirements, constraints or Python change (FORCE_WHEELS=1: always).
+STAMP="$(cat "$REQS" "$ROOT/constraints.txt" <("$PY" -VV) | sha256sum | cut -d' ' -f1)"
+if [[ "${FORCE_WHEELS:-0}" != 1 && -f "$WHEELHOUSE/.stamp" && "$(cat "$WHEELHOUSE/.stamp")" == "$STAMP" ]]; then
+    log "wheelhouse $WHEELHOUSE is up to date"
+else
+    log "resolving wheels into $WHEELHOUSE"
+    wheel_start=$SECONDS
+    rm -f "$WHEELHOUSE/.stamp"
+    "$PY" -m pip wheel --quiet --prefer-binary --find-links "$WHEELHOUSE" --wheel-dir "$WHEELHOUSE" \
+        -c "$ROOT/constraints.txt" -r "$REQS" || die "pip wheel failed"
+    echo "$STAMP" >"$WHEELHOUSE/.stamp"
+    log "wheelhouse ready in $((SECONDS - wheel_start))s ($(du -sh "$WHEELHOUSE" | cut -f1))"
+fi
 
 "$PY" -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$PIP_MIRROR_PORT" \
     >/tmp/bge-pip-mirror.log 2>&1 &

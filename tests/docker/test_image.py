@@ -115,8 +115,9 @@ def _run_container(model_dir: Path | None, model_name: str, args: list[str]) -> 
         *("--detach", "--name", name),
         "--read-only",
         *("--user", "1000:1000"),
-        *("--tmpfs", "/tmp:rw,mode=1777"),
-        *("--tmpfs", f"{HF_HOME}:rw,mode=1777"),
+        *("--tmpfs", "/tmp"),
+        # Plain --tmpfs, no uid/mode options: the image's HF_HOME mode must make it writable.
+        *("--tmpfs", HF_HOME),
         *("--publish", f"127.0.0.1:{port}:8080"),
         *("--stop-timeout", str(STOP_GRACE_S)),
     ]
