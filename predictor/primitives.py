@@ -50,6 +50,7 @@ class EncodeOptions:
     truncate: bool = True
     sparse_mapping: str | None = None  # None: the server's default
     return_tokens: bool = False
+    input_type: str | None = None  # "query" or "passage"; models with prefixes (E5) use it
 
 
 @dataclass(frozen=True, slots=True)

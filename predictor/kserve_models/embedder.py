@@ -46,7 +46,8 @@ class EmbedderModel(EngineModel):
     def describe(self) -> dict:
         """Facts for ``/v1/models``."""
         return {"kind": self.kind, "root": self.model_id, "max_model_len": self.max_length,
-                "dimensions": self.dimensions, "outputs": [o.value for o in Output]}
+                "dimensions": self.dimensions,
+                "outputs": [o.value for o in Output if o in self.runner.outputs]}
 
     # -- the one entry point ------------------------------------------------------------
     async def encode(self, texts: Sequence[Any], options: EncodeOptions,
@@ -56,6 +57,13 @@ class EmbedderModel(EngineModel):
         if not options.outputs:
             raise BadRequestError("At least one of return_dense, return_sparse, return_colbert "
                                   "must be true.", param="return_dense")
+        missing = options.outputs - self.runner.outputs
+        if missing:
+            names = ", ".join(sorted(o.value for o in missing))
+            raise BadRequestError(f"The model '{self.name}' has no {names} output; it offers "
+                                  f"{', '.join(sorted(o.value for o in self.runner.outputs))}.",
+                                  param=f"return_{sorted(o.value for o in missing)[0]}",
+                                  code="unsupported_output")
         max_length = self.max_length
         if options.max_length is not None:
             if not 1 <= options.max_length <= self.max_length:
@@ -67,7 +75,7 @@ class EmbedderModel(EngineModel):
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         ids = await loop.run_in_executor(None, self.runner.tokenize, texts, max_length,
-                                         options.truncate)
+                                         options.truncate, options.input_type)
         self.metrics.stage("tokenize", time.monotonic() - started)
         if not options.truncate:
             for i, seq in enumerate(ids):
@@ -98,15 +106,16 @@ class EmbedderModel(EngineModel):
         return [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
 
     def get_output_types(self) -> list[dict]:
-        d, c = self.dimensions, self.runner.colbert_dim
-        return [
-            {"name": "dense", "datatype": "FP32", "shape": [-1, d]},
-            {"name": "sparse_indices", "datatype": "INT64", "shape": [-1]},
-            {"name": "sparse_values", "datatype": "FP32", "shape": [-1]},
-            {"name": "sparse_offsets", "datatype": "INT64", "shape": [-1]},
-            {"name": "colbert", "datatype": "FP32", "shape": [-1, c]},
-            {"name": "colbert_offsets", "datatype": "INT64", "shape": [-1]},
-        ]
+        d, c = self.dimensions, getattr(self.runner, "colbert_dim", None)
+        tensors = {
+            Output.DENSE: [{"name": "dense", "datatype": "FP32", "shape": [-1, d]}],
+            Output.SPARSE: [{"name": "sparse_indices", "datatype": "INT64", "shape": [-1]},
+                            {"name": "sparse_values", "datatype": "FP32", "shape": [-1]},
+                            {"name": "sparse_offsets", "datatype": "INT64", "shape": [-1]}],
+            Output.COLBERT: [{"name": "colbert", "datatype": "FP32", "shape": [-1, c]},
+                             {"name": "colbert_offsets", "datatype": "INT64", "shape": [-1]}],
+        }
+        return [t for output in Output if output in self.runner.outputs for t in tensors[output]]
 
 
 def check_request_tokens(ids: Sequence[Sequence[int]], limit: int, param: str) -> None:

@@ -44,6 +44,7 @@ class M3Runner:
         self.dense_dim = self.hidden_size
         self.colbert_dim = int(self.model.colbert_linear.out_features)
         self.vocab_size = len(self.tokenizer)
+        self.outputs = frozenset(Output)  # dense, sparse and ColBERT heads
         self.max_length = model_max_length(self.tokenizer, config)
         self.pad_id = int(self.tokenizer.pad_token_id)
         special = {self.tokenizer.convert_tokens_to_ids(self.tokenizer.special_tokens_map[name])
@@ -54,7 +55,10 @@ class M3Runner:
         self.observe_stage: Callable[[str, float], None] | None = None
 
     # -- tokenising (any thread) ---------------------------------------------------------
-    def tokenize(self, texts: list[str], max_length: int, truncate: bool) -> list[list[int]]:
+    def tokenize(self, texts: list[str], max_length: int, truncate: bool,
+                 input_type: str | None = None) -> list[list[int]]:
+        """Token ids per text; BGE-M3 uses no query/passage prefixes, so ``input_type`` is
+        ignored."""
         encoded = self.tokenizer(texts, truncation=truncate,
                                  max_length=max_length if truncate else None,
                                  add_special_tokens=True, return_attention_mask=False,
