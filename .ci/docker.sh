@@ -43,7 +43,7 @@ wait_for_docker() {  # $1: seconds, $2: pid of the dockerd we started
 }
 
 start_dockerd() {  # extra dockerd flags as arguments; prints nothing, returns 0 once up
-    log "starting dockerd $* (log: $DOCKERD_LOG)"
+    log "starting dockerd${*:+ $*} (log: $DOCKERD_LOG)"
     # setsid + nohup: the daemon outlives this script (the image test runs afterwards).
     setsid nohup dockerd "$@" >>"$DOCKERD_LOG" 2>&1 </dev/null &
     local pid=$!
@@ -163,7 +163,7 @@ BUILD_ARGS=(
 REVISION="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
 log "building $IMAGE (TORCH_VARIANT=$TORCH_VARIANT, BASE_IMAGE=$BASE_IMAGE)"
 build_start=$SECONDS
-DOCKER_BUILDKIT=0 docker build --network host "${BUILD_ARGS[@]}" \
+DOCKER_BUILDKIT=0 docker build --force-rm --network host "${BUILD_ARGS[@]}" \
     --build-arg "REVISION=$REVISION" -t "$IMAGE" "$ROOT" \
     || die "docker build failed"
 log "built $IMAGE in $((SECONDS - build_start))s"
