@@ -91,42 +91,33 @@ class RerankerModel(EngineModel):
     def _pairs(self, queries: list[str], documents: list[str], max_length: int,
                max_document_tokens: int | None, truncate: bool, query_param: str,
                documents_param: str) -> tuple[list[list[int]], int]:
-        """Token ids of every pair, as ``FlagReranker.compute_score`` builds them (any thread)."""
-        runner = self.runner
-        unique = list(dict.fromkeys(queries))
-        query_ids = dict(zip(unique, runner.tokenize(unique), strict=True))
-        room_for = {}
-        for query in unique:
-            room = max_length - runner.pair_overhead - len(query_ids[query])
-            if room < 1:
-                param = (query_param if len(queries) == 1
-                         else f"{query_param}[{queries.index(query)}]")
-                raise BadRequestError(
-                    f"The query has {len(query_ids[query])} tokens; with the special tokens and "
-                    f"at least one document token it does not fit in {max_length} tokens.",
-                    param=param, code="context_length_exceeded")
-            room_for[query] = room
+        """Token ids of every pair, documents cut to fit (any thread)."""
+        pair_queries = queries * len(documents) if len(queries) == 1 else queries
         pairs, truncated = [], 0
-        for i, doc_ids in enumerate(runner.tokenize(documents)):
-            query = queries[0] if len(queries) == 1 else queries[i]
-            if max_document_tokens is not None:
-                doc_ids = doc_ids[:max_document_tokens]
-            room = room_for[query]
-            if len(doc_ids) > room:
+        encoded = self.runner.tokenize_pairs(pair_queries, documents)
+        for i, (ids, start, end) in enumerate(encoded):
+            n_doc = end - start
+            room = max_length - (len(ids) - n_doc)  # what the query and specials leave
+            if room < 1:
+                param = query_param if len(queries) == 1 else f"{query_param}[{i}]"
+                raise BadRequestError(
+                    f"The query has {len(ids) - n_doc - self.runner.pair_overhead} tokens; "
+                    f"with the special tokens and at least one document token it does not fit "
+                    f"in {max_length} tokens.", param=param, code="context_length_exceeded")
+            keep = n_doc if max_document_tokens is None else min(n_doc, max_document_tokens)
+            if keep > room:
                 if not truncate:
                     raise BadRequestError(
-                        f"{documents_param}[{i}] makes a pair of "
-                        f"{len(doc_ids) + max_length - room} tokens with the query, more than "
-                        f"{max_length}; shorten it or allow truncation.",
+                        f"{documents_param}[{i}] makes a pair of {len(ids)} tokens with the "
+                        f"query, more than {max_length}; shorten it or allow truncation.",
                         param=f"{documents_param}[{i}]", code="context_length_exceeded")
-                doc_ids = doc_ids[:room]
+                keep = room
                 truncated += 1
-            pairs.append(runner.build_pair(query_ids[query], doc_ids))
+            pairs.append(ids if keep == n_doc else ids[:start + keep] + ids[end:])
         return pairs, truncated
 
     # -- KServe V2 -----------------------------------------------------------------------
-    async def predict(self, payload, headers: dict[str, str] | None = None):
-        self.authorize(headers)
+    async def infer(self, payload):
         if not isinstance(payload, InferRequest):
             raise BadRequestError("The reranker speaks V2: inputs 'query' and 'documents'.",
                                   param="inputs")

@@ -1,10 +1,9 @@
 """Cross-encoder runner (bge-reranker-v2-m3 and other sequence-classification rerankers).
 
 Loaded through FlagEmbedding's ``FlagReranker`` (an ``AutoModelForSequenceClassification``).
-A pair is tokenised as one sequence, ``<s> query </s></s> document </s>``, built the way
-``FlagReranker.compute_score`` builds it (query and document tokenised apart, then joined with
-the special tokens, truncated on the document side only); a batch of pairs is ONE forward pass;
-the result is the raw logit.
+A pair is tokenised as one sequence, ``<s> query </s></s> document </s>`` (the tokenizer's
+pair template, as ``FlagReranker.compute_score`` does), truncated on the document side only; a
+batch of pairs is ONE forward pass; the result is the raw logit.
 """
 
 from __future__ import annotations
@@ -40,14 +39,22 @@ class CrossEncoderRunner:
         self.observe_stage: Callable[[str, float], None] | None = None
 
     # -- tokenising (any thread) ---------------------------------------------------------
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text, no special tokens, not truncated."""
-        return self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False,
-                              return_token_type_ids=False, verbose=False)["input_ids"]
-
-    def build_pair(self, query_ids: list[int], document_ids: list[int]) -> list[int]:
-        """``<s> query </s></s> document </s>`` (the tokenizer's own pair template)."""
-        return self.tokenizer.build_inputs_with_special_tokens(query_ids, document_ids)
+    def tokenize_pairs(self, queries: Sequence[str], documents: Sequence[str]
+                       ) -> list[tuple[list[int], int, int]]:
+        """Each pair as ``(input_ids, doc_start, doc_end)``, untruncated: the ids with the
+        tokenizer's pair template and where the document's tokens lie in them, so the caller
+        can cut the document (``ids[:doc_start + k] + ids[doc_end:]``, FlagReranker's
+        ``only_second`` truncation) without tokenising again."""
+        encoded = self.tokenizer(list(queries), list(documents), truncation=False,
+                                 add_special_tokens=True, return_attention_mask=False,
+                                 return_token_type_ids=False, verbose=False)
+        out = []
+        for i, ids in enumerate(encoded["input_ids"]):
+            seq = encoded.sequence_ids(i)
+            start = seq.index(1)
+            end = len(seq) - seq[::-1].index(1)
+            out.append((ids, start, end))
+        return out
 
     # -- one batch (the engine's worker thread) ------------------------------------------
     @torch.inference_mode()
