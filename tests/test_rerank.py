@@ -216,7 +216,7 @@ def test_cohere_sdk_v1_and_v2(server):
         v2.rerank(model="bge-reranker", query=QUERY, documents=["a"], top_n=5)
 
 
-def test_v2_infer_http_and_grpc(server, flag_reranker):
+def test_v1_v2_infer_http_and_grpc(server, flag_reranker):
     import tritonclient.http as httpclient
 
     docs = DOCS[:3]
@@ -235,6 +235,12 @@ def test_v2_infer_http_and_grpc(server, flag_reranker):
     scores = result.as_numpy("scores")
     assert scores.dtype == np.float32 and scores.shape == (len(docs),)
     np.testing.assert_allclose(scores, logits, rtol=0, atol=ATOL)
+
+    v1 = httpx.post(f"{server.url}/v1/models/bge-reranker:predict", timeout=60, json={
+        "instances": [{"query": QUERY, "document": d} for d in docs],
+        "parameters": {"normalize": False}})
+    assert v1.status_code == 200, v1.text
+    np.testing.assert_allclose(v1.json()["predictions"], logits, rtol=0, atol=ATOL)
 
     sigmoid = 1 / (1 + np.exp(-np.asarray(logits)))
     inputs = [{"name": "query", "data": [QUERY] * len(docs)}, {"name": "documents", "data": docs}]
@@ -287,5 +293,7 @@ def test_bad_input_is_a_clear_4xx_and_the_server_lives_on(client):
     assert_error(client.post("/v2/models/bge-m3/infer", json=v2), 400)
     assert_error(client.post("/v2/models/bge-reranker/infer", json={"inputs": v2["inputs"][:1]}),
                  400)
+    assert_error(client.post("/v1/models/bge-reranker:predict", json={"instances": ["q"]}), 400,
+                 "instances")
     ok = client.post("/v1/rerank", json={"query": QUERY, "documents": ["a", "b"], "top_n": 2})
     assert ok.status_code == 200 and len(ok.json()["results"]) == 2

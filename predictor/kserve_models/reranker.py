@@ -116,11 +116,10 @@ class RerankerModel(EngineModel):
             pairs.append(ids if keep == n_doc else ids[:start + keep] + ids[end:])
         return pairs, truncated
 
-    # -- KServe V2 -----------------------------------------------------------------------
+    # -- KServe V1 / V2 ------------------------------------------------------------------
     async def infer(self, payload):
         if not isinstance(payload, InferRequest):
-            raise BadRequestError("The reranker speaks V2: inputs 'query' and 'documents'.",
-                                  param="inputs")
+            return await self._infer_v1(payload)
         from ..api.v2_tensors import texts_of_input
 
         by_name = {tensor.name: tensor for tensor in payload.inputs}
@@ -131,15 +130,29 @@ class RerankerModel(EngineModel):
         queries = texts_of_input(by_name["query"], "query")
         documents = texts_of_input(by_name["documents"], "documents")
         params = request_parameters(payload)
-        normalize = as_bool(params.get("normalize", True), "normalize")
-        max_length = params.get("max_length")
-        result = await self.score(
-            queries, documents, normalize=normalize,
-            max_length=None if max_length is None else as_int(max_length, "max_length"),
-            truncate=as_bool(params.get("truncate", True), "truncate"))
+        result = await self.score(queries, documents, **_score_options(params))
         scores = np.asarray(result.scores, dtype=np.float32)
         return infer_response(self.name, payload, {"scores": scores},
                               {"prompt_tokens": result.num_tokens})
+
+    async def _infer_v1(self, payload) -> dict:
+        """V1 ``{"instances": [{"query", "document"}], "parameters"?}`` → one score per pair."""
+        instances = payload.get("instances") if isinstance(payload, dict) else None
+        if not isinstance(instances, list) or not all(
+                isinstance(inst, dict) and isinstance(inst.get("query"), str)
+                and isinstance(inst.get("document"), str) for inst in instances):
+            raise BadRequestError("The reranker expects 'instances' of "
+                                  '{"query": str, "document": str} pairs (or V2 inputs '
+                                  "'query' and 'documents').", param="instances")
+        params = payload.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise BadRequestError("'parameters' must be an object.", param="parameters")
+        result = await self.score([inst["query"] for inst in instances],
+                                  [inst["document"] for inst in instances],
+                                  query_param="instances.query",
+                                  documents_param="instances.document",
+                                  **_score_options(params))
+        return {"predictions": result.scores}
 
     def get_input_types(self) -> list[dict]:
         return [{"name": "query", "datatype": "BYTES", "shape": [-1]},
@@ -147,3 +160,11 @@ class RerankerModel(EngineModel):
 
     def get_output_types(self) -> list[dict]:
         return [{"name": "scores", "datatype": "FP32", "shape": [-1]}]
+
+
+def _score_options(params: dict) -> dict:
+    """``normalize`` (default true), ``max_length`` and ``truncate`` from V1/V2 parameters."""
+    max_length = params.get("max_length")
+    return {"normalize": as_bool(params.get("normalize", True), "normalize"),
+            "max_length": None if max_length is None else as_int(max_length, "max_length"),
+            "truncate": as_bool(params.get("truncate", True), "truncate")}

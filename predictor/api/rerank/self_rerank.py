@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -117,14 +117,13 @@ async def self_rerank(model, query: str, documents: list[str], *, method: str | 
     w = check_weights(method, weights)
     outputs = _OUTPUTS[method]
     query_options = EncodeOptions(outputs=outputs, max_length=max_length, truncate=truncate,
-                                  sparse_mapping="tokenizer")
-    document_options = query_options
+                                  sparse_mapping="tokenizer", input_type="query")
+    document_options = replace(query_options, input_type="passage")
     if max_document_tokens is not None:
         # the per-document cap counts the document's own tokens, as for the cross-encoder
         specials = model.runner.tokenizer.num_special_tokens_to_add()
         limit = min(max_length or model.max_length, max_document_tokens + specials)
-        document_options = EncodeOptions(outputs=outputs, max_length=limit, truncate=True,
-                                         sparse_mapping="tokenizer")
+        document_options = replace(document_options, max_length=limit, truncate=True)
     q_result, d_result = await _encode_both(model, query, documents, query_options,
                                             document_options)
     q = q_result.embeddings[0]
