@@ -66,8 +66,8 @@ async def kserve_error_handler(_: Request, exc: Exception) -> NumpyJSONResponse:
         return error_response(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, ModelNotReady):
         return error_response(503, str(exc), code="model_not_ready")
-    if isinstance(exc, NotImplementedError):
-        return error_response(501, str(exc) or "Not implemented.", error_type="server_error")
+    if isinstance(exc, NotImplementedError):  # e.g. model versions: a request we cannot honour
+        return error_response(400, str(exc) or "Not supported.", code="unsupported")
     return error_response(500, str(exc), error_type="server_error")
 
 

@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
 
+from .openapi import ERROR_RESPONSES
 from .registry import ServedModels
 from .responses import NumpyJSONResponse
 
 _STARTED = int(time.time())
 
 
-def build_router(served: ServedModels) -> APIRouter:
-    router = APIRouter(tags=["models"])
+class ModelCard(BaseModel):
+    model_config = ConfigDict(extra="allow")
 
-    @router.get("/v1/models")
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    ready: bool
+    kind: str
+    root: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def build_router(served: ServedModels) -> APIRouter:
+    router = APIRouter(tags=["models"], responses={401: ERROR_RESPONSES[401]})
+
+    @router.get("/v1/models", response_model=ModelList)
     async def list_models() -> NumpyJSONResponse:
         data = []
         for model in served.all():

@@ -15,6 +15,7 @@ from . import models_router, stats_router
 from .embeddings import router as embeddings_router
 from .error_handlers import install_error_handlers, reassert_error_handlers_on_startup
 from .middleware import BearerAuth, BodyLimit, CountRequests
+from .openapi import install_openapi
 from .registry import ServedModels
 from .rerank import router as rerank_router
 from .v2_content_type import V2JsonContentType
@@ -33,5 +34,6 @@ def install_routes(app: FastAPI, served: ServedModels, settings: Settings) -> No
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BearerAuth, token=settings.api_token)
     app.add_middleware(CountRequests)
+    install_openapi(app)
     install_error_handlers(app)
     reassert_error_handlers_on_startup(app)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..settings import Settings
+from .openapi import ERROR_RESPONSES
 from .registry import ServedModels
 from .responses import NumpyJSONResponse
 
 
 def build_router(served: ServedModels, settings: Settings) -> APIRouter:
-    router = APIRouter(tags=["monitoring"])
+    router = APIRouter(tags=["monitoring"], responses={401: ERROR_RESPONSES[401]})
 
     @router.get("/stats")
     async def stats() -> NumpyJSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..disconnect import cancel_on_disconnect
+from ..openapi import ERROR_RESPONSES
 from ..registry import ServedModels
 from ..responses import NumpyJSONResponse
 from . import serving
@@ -19,7 +20,7 @@ from .protocol import (
 
 
 def build_router(served: ServedModels) -> APIRouter:
-    router = APIRouter(tags=["embeddings"])
+    router = APIRouter(tags=["embeddings"], responses=ERROR_RESPONSES)
 
     @router.post("/v1/embeddings", response_model=EmbeddingsResponse)
     async def embeddings(req: EmbeddingsRequest, request: Request) -> NumpyJSONResponse:
