@@ -9,7 +9,7 @@ import httpx
 
 from predictor.cli import build_parser, settings_from_args
 
-from conftest import REPO, start_server, stop_server
+from server_process import REPO, start_server, stop_server
 
 
 def test_flags_override_environment(monkeypatch):

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conftest import start_server, stop_server, triton_grpc
 from fidelity import TEXTS
+from server_process import start_server, stop_server, triton_grpc
 
 TOKEN = "s3cret-token-value"
 LONG = " ".join(f"word{i % 97}" for i in range(400))

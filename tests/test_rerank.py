@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import triton_grpc
+from server_process import triton_grpc
 
 ATOL = 1e-5
 QUERY = "Which city is the capital of France?"

@@ -7,8 +7,8 @@ import base64
 import numpy as np
 import pytest
 
-from conftest import triton_grpc
 from fidelity import TEXTS, assert_colbert_close, assert_dense_close, assert_sparse_close, reference
+from server_process import triton_grpc
 
 SUBSET = [TEXTS[0], TEXTS[3], TEXTS[4]]
 
