@@ -75,12 +75,12 @@ RUN set -eux; \
         > /tmp/requirements.txt; \
     pip install -c constraints.txt -r /tmp/requirements.txt
 
-# 3. The project itself.
+# 3. The project itself, as a wheel installed in the runtime stage: a code change then leaves
+# /opt/venv (and the runtime layer copied from it) cached.
 COPY . .
 RUN set -eux; \
-    pip install --no-deps -c constraints.txt . ; \
-    pip check; \
-    python -c "import predictor"
+    pip wheel --no-deps --no-build-isolation --wheel-dir /dist . ; \
+    ls -l /dist
 
 ############################################################################################
 FROM ${BASE_IMAGE} AS runtime
@@ -95,6 +95,12 @@ RUN set -eux; \
     chmod 1777 /home/app/.cache/huggingface /tmp
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /dist/ /tmp/dist/
+RUN set -eux; \
+    /opt/venv/bin/pip install --no-deps --no-cache-dir --disable-pip-version-check /tmp/dist/*.whl; \
+    rm -rf /tmp/dist; \
+    /opt/venv/bin/pip check --disable-pip-version-check; \
+    /opt/venv/bin/python -c "import predictor"
 
 # HF_HOME is the one writable cache the image needs; `--demo` builds its models under it too.
 ENV PATH=/opt/venv/bin:$PATH \
