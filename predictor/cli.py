@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
              "max_queue_size": int, "request_timeout": float}
     for name, help_text in FLAGS.items():
         parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
+    parser.add_argument(
+        "--model", action="append", default=None, metavar="SPEC", dest="model_specs",
+        help="Serve one more model (repeatable): 'name=e5,kind=embedder,"
+             "path=intfloat/multilingual-e5-large,aliases=e5-large|me5' (keys: path, name, kind, "
+             "aliases, family, pooling, normalize, query_prefix, passage_prefix, max_length, "
+             "trust_remote_code; env MODEL_SPECS as a JSON list). With --model or "
+             "--models_config, --embedder/--reranker are served only when given explicitly")
+    parser.add_argument("--models_config", default=None, metavar="FILE",
+                        help="YAML/JSON file listing models to serve, with the keys of --model "
+                             "(env MODELS_CONFIG); see docs/models.md")
     parser.add_argument("--demo", action="store_true",
                         help="Serve small RANDOM-WEIGHT models built locally (offline smoke test)")
     return parser
@@ -69,20 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     given = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    for name in ("model_specs", "models_config"):
+        if getattr(args, name, None) is not None:
+            given[name] = getattr(args, name)
     return Settings(**given, demo=args.demo)
 
 
 def build_models(settings: Settings) -> list:
-    """Construct and load every enabled model; ready only after ``load()``."""
+    """Construct and load every model (``models_config.resolve_specs``); ready after ``load()``."""
     from .kserve_models.embedder import EmbedderModel
+    from .kserve_models.reranker import RerankerModel
+    from .models_config import ModelsConfigError, resolve_specs
+    from .runtime.families import detect_kind, short_names
 
+    try:
+        specs = resolve_specs(settings)
+    except ModelsConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     models = []
-    if settings.embedder_enabled:
-        models.append(EmbedderModel(settings.embedder_name, settings.embedder, settings))
-    if settings.reranker_enabled:
-        from .kserve_models.reranker import RerankerModel
-
-        models.append(RerankerModel(settings.reranker_name, settings.reranker, settings))
+    for spec in specs:
+        kind = spec.kind or detect_kind(spec.path)
+        if kind == "embedder":
+            # The SPEC --embedder is a BGE-M3 when nothing else tells its family.
+            legacy = spec.path == settings.embedder and spec.name == settings.embedder_name
+            model = EmbedderModel(spec.served_name, spec.path, settings, spec,
+                                  default_family="bge-m3" if legacy else None)
+        else:
+            model = RerankerModel(spec.served_name, spec.path, settings, spec)
+        model.aliases = tuple(dict.fromkeys((*spec.aliases, *short_names(spec.path))))
+        models.append(model)
     if not models:
         raise SystemExit("Both --embedder and --reranker are 'none': nothing to serve.")
     for model in models:

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     request_timeout: float = Field(
         60.0, gt=0, validation_alias=_env("request_timeout", "REQUEST_TIMEOUT"))
 
+    # More models (predictor/models_config.py): repeatable --model specs and a config file.
+    model_specs: list[str] = Field(default_factory=list,
+                                   validation_alias=_env("model_specs", "MODEL_SPECS"))
+    models_config: str | None = Field(None,
+                                      validation_alias=_env("models_config", "MODELS_CONFIG"))
+
     demo: bool = False
 
     @field_validator("embedder", "reranker")

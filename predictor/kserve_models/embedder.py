@@ -27,11 +27,20 @@ logger = logging.getLogger(__name__)
 class EmbedderModel(EngineModel):
     kind = "embedder"
 
-    def _load_runner(self):
-        from ..runtime.m3 import M3Runner
+    def __init__(self, name: str, model_id: str, settings, spec=None, *,
+                 default_family: str | None = "bge-m3"):
+        """``spec``: a ``models_config.ModelSpec`` (family, prefixes, aliases...), or None.
+        ``default_family``: used when nothing tells the family (the SPEC ``--embedder``)."""
+        super().__init__(name, model_id, settings)
+        self.spec = spec
+        self.default_family = default_family
+        self.aliases = tuple(getattr(spec, "aliases", ()) or ())
 
-        return M3Runner(self.model_id, device=self.settings.device,
-                        use_fp16=self.settings.use_fp16)
+    def _load_runner(self):
+        from ..runtime.families import load_embedder_runner
+
+        return load_embedder_runner(self.model_id, self.settings, self.spec,
+                                    fallback=self.default_family)
 
     @property
     def dimensions(self) -> int:
@@ -45,9 +54,15 @@ class EmbedderModel(EngineModel):
 
     def describe(self) -> dict:
         """Facts for ``/v1/models``."""
-        return {"kind": self.kind, "root": self.model_id, "max_model_len": self.max_length,
-                "dimensions": self.dimensions,
-                "outputs": [o.value for o in Output if o in self.runner.outputs]}
+        facts = {"kind": self.kind, "root": self.model_id, "max_model_len": self.max_length,
+                 "dimensions": self.dimensions,
+                 "outputs": [o.value for o in Output if o in self.runner.outputs],
+                 "family": getattr(self.runner, "family", "bge-m3")}
+        if hasattr(self.runner, "describe"):
+            facts |= self.runner.describe()
+        if self.aliases:
+            facts["aliases"] = list(self.aliases)
+        return facts
 
     # -- the one entry point ------------------------------------------------------------
     async def encode(self, texts: Sequence[Any], options: EncodeOptions,

@@ -42,14 +42,23 @@ def sigmoid(x: float) -> float:
 class RerankerModel(EngineModel):
     kind = "reranker"
 
-    def _load_runner(self):
-        from ..runtime.cross_encoder import CrossEncoderRunner
+    def __init__(self, name: str, model_id: str, settings, spec=None):
+        """``spec``: a ``models_config.ModelSpec`` (aliases, max_length...), or None."""
+        super().__init__(name, model_id, settings)
+        self.spec = spec
+        self.aliases = tuple(getattr(spec, "aliases", ()) or ())
 
-        return CrossEncoderRunner(self.model_id, device=self.settings.device,
-                                  use_fp16=self.settings.use_fp16)
+    def _load_runner(self):
+        from ..runtime.families import load_reranker_runner
+
+        return load_reranker_runner(self.model_id, self.settings, self.spec)
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "root": self.model_id, "max_model_len": self.max_length}
+        facts = {"kind": self.kind, "root": self.model_id, "max_model_len": self.max_length,
+                 "family": "cross-encoder"}
+        if self.aliases:
+            facts["aliases"] = list(self.aliases)
+        return facts
 
     async def score(self, queries: Sequence[str], documents: Sequence[str], *,
                     normalize: bool = True, max_length: int | None = None,

@@ -4,6 +4,10 @@ Loaded through FlagEmbedding's ``FlagReranker`` (an ``AutoModelForSequenceClassi
 A pair is tokenised as one sequence, ``<s> query </s></s> document </s>`` (the tokenizer's
 pair template, as ``FlagReranker.compute_score`` does), truncated on the document side only; a
 batch of pairs is ONE forward pass; the result is the raw logit.
+
+Models with segment embeddings (BERT-style cross-encoders such as ``cross-encoder/ms-marco-*``)
+get ``token_type_ids`` as their tokenizer makes them for a pair: 0 up to the first separator,
+1 after it (checked against the tokenizer at load time).
 """
 
 from __future__ import annotations
@@ -24,18 +28,23 @@ class CrossEncoderRunner:
     retryable_errors = (torch.cuda.OutOfMemoryError,)
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
-                 use_fp16: bool = True):
+                 use_fp16: bool = True, trust_remote_code: bool = False):
         from FlagEmbedding import FlagReranker
 
         self.device = resolve_device(device)
         self.half = use_half(self.device, use_fp16)
-        flag = FlagReranker(model_name_or_path, use_fp16=self.half, devices=self.device)
+        flag = FlagReranker(model_name_or_path, use_fp16=self.half, devices=self.device,
+                            trust_remote_code=trust_remote_code)
         self.tokenizer = flag.tokenizer
         self.model = flag.model.half() if self.half else flag.model.float()
         self.model.to(self.device).eval()
+        if int(getattr(self.model.config, "num_labels", 1)) != 1:
+            raise ValueError(f"{model_name_or_path} has {self.model.config.num_labels} labels; "
+                             "a reranker has one relevance logit")
         self.max_length = model_max_length(self.tokenizer, self.model.config)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.pair_overhead = self.tokenizer.num_special_tokens_to_add(pair=True)
+        self.sep_id = self._segment_separator()
         self.observe_stage: Callable[[str, float], None] | None = None
 
     # -- tokenising (any thread) ---------------------------------------------------------
@@ -56,13 +65,37 @@ class CrossEncoderRunner:
             out.append((ids, start, end))
         return out
 
+    def _segment_separator(self) -> int | None:
+        """The separator id after which the tokenizer puts segment 1, for models that embed
+        segments (``type_vocab_size`` > 1); None when every token is segment 0."""
+        if int(getattr(self.model.config, "type_vocab_size", 1) or 1) < 2 \
+                or "token_type_ids" not in self.tokenizer.model_input_names \
+                or self.tokenizer.sep_token_id is None:
+            return None
+        sep = int(self.tokenizer.sep_token_id)
+        sample = self.tokenizer("a query", "a document", return_token_type_ids=True)
+        if not any(sample["token_type_ids"]):
+            return None
+        if _token_types(sample["input_ids"], sep) != list(sample["token_type_ids"]):
+            raise ValueError("the tokenizer's pair segments are not 'after the first "
+                             "separator'; this cross-encoder is not supported")
+        return sep
+
     # -- one batch (the engine's worker thread) ------------------------------------------
     @torch.inference_mode()
     def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
         started = time.monotonic()
         ids, mask = pad_batch([item.input_ids for item in items], self.pad_id, self.device)
+        extra = {}
+        if self.sep_id is not None:
+            types = torch.zeros_like(mask, device="cpu")
+            for row, item in enumerate(items):
+                seg = _token_types(item.input_ids, self.sep_id)
+                types[row, : len(seg)] = torch.as_tensor(seg, dtype=torch.long)
+            extra["token_type_ids"] = types.to(self.device)
         try:
-            logits = self.model(input_ids=ids, attention_mask=mask, return_dict=True).logits
+            logits = self.model(input_ids=ids, attention_mask=mask, return_dict=True,
+                                **extra).logits
             scores = logits.view(-1).float().cpu().numpy().astype(np.float64).tolist()
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -70,3 +103,12 @@ class CrossEncoderRunner:
         if self.observe_stage is not None:
             self.observe_stage("forward", time.monotonic() - started)
         return scores
+
+
+def _token_types(ids: Sequence[int], sep_id: int) -> list[int]:
+    """0 up to and including the first separator, 1 after it (BERT's pair segments)."""
+    try:
+        first = list(ids).index(sep_id)
+    except ValueError:
+        return [0] * len(ids)
+    return [0] * (first + 1) + [1] * (len(ids) - first - 1)

@@ -16,6 +16,14 @@ class _Request(BaseModel):
     model: str | None = Field(None, description="Served name, Hugging Face id, or omitted.")
     truncate: bool = Field(True, description="Truncate texts over max_length (else 400).")
     max_length: int | None = Field(None, ge=1, description="Token limit; the model's by default.")
+    input_type: Literal["query", "passage", "document", "search_query",
+                        "search_document"] | None = Field(
+        None, description="What the texts are, for models that prefix them (E5 'query: ' / "
+                          "'passage: ', BGE's query instruction); 'search_query' and "
+                          "'search_document' are Cohere's names. Omitted: the model's default "
+                          "(passage for E5, no instruction for BGE).")
+    is_query: bool | None = Field(None, description="Same as input_type 'query' (true) or "
+                                                    "'passage' (false).")
 
 
 class EmbeddingsRequest(_Request):

@@ -31,6 +31,22 @@ def _mapped_sparse(vec: SparseVector, mapping: str, index_space: int) -> dict[st
     return out
 
 
+_INPUT_TYPES = {"query": "query", "search_query": "query", "passage": "passage",
+                "document": "passage", "search_document": "passage"}
+
+
+def input_type(req) -> str | None:
+    """``query``, ``passage`` or None (the model's default) from input_type / is_query."""
+    chosen = _INPUT_TYPES[req.input_type] if req.input_type else None
+    if req.is_query is not None:
+        from_flag = "query" if req.is_query else "passage"
+        if chosen is not None and chosen != from_flag:
+            raise BadRequestError(f"input_type '{req.input_type}' contradicts is_query "
+                                  f"{str(req.is_query).lower()}.", param="is_query")
+        chosen = from_flag
+    return chosen
+
+
 def b64_float32(vector: np.ndarray) -> str:
     """OpenAI's base64 encoding: little-endian float32 bytes."""
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
@@ -52,7 +68,7 @@ async def create_embeddings(model, req: EmbeddingsRequest) -> dict[str, Any]:
     else:
         outputs = frozenset({Output.DENSE})
     options = EncodeOptions(outputs=outputs, max_length=req.max_length, truncate=req.truncate,
-                            sparse_mapping=req.sparse_token_mapping)
+                            sparse_mapping=req.sparse_token_mapping, input_type=input_type(req))
     result = await model.encode(req.input, options)
     data = []
     for i, emb in enumerate(result.embeddings):
@@ -75,7 +91,7 @@ async def create_sparse_embeddings(model, req: SparseEmbeddingsRequest) -> dict[
     mapping = req.sparse_token_mapping or model.settings.sparse_token_mapping
     options = EncodeOptions(outputs=frozenset({Output.SPARSE}), max_length=req.max_length,
                             truncate=req.truncate, sparse_mapping=mapping,
-                            return_tokens=req.return_tokens)
+                            return_tokens=req.return_tokens, input_type=input_type(req))
     result = await model.encode(req.input, options)
     space = model.sparse_index_space(mapping)
     data = [{"object": "sparse_embedding", "index": i,
@@ -89,7 +105,7 @@ async def create_hybrid_embeddings(model, req: HybridEmbeddingsRequest) -> dict[
     outputs = {Output.DENSE, Output.SPARSE} | ({Output.COLBERT} if req.return_colbert else set())
     options = EncodeOptions(outputs=frozenset(outputs), max_length=req.max_length,
                             truncate=req.truncate, sparse_mapping=mapping,
-                            return_tokens=req.return_tokens)
+                            return_tokens=req.return_tokens, input_type=input_type(req))
     result = await model.encode(req.input, options)
     space = model.sparse_index_space(mapping)
     data = []
