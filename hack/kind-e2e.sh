@@ -14,6 +14,11 @@
 #
 # Needs: docker, kind, kubectl, helm, python3 (with pytest + httpx, e.g. the repo's .venv), and
 # internet access for the kind node image, cert-manager, KServe and (MODELS=hf) the models.
+#
+# Knobs (environment): CLUSTER_NAME, KIND_NODE_IMAGE, IMAGE, BUILD_IMAGE=0 (reuse an image, e.g.
+# IMAGE=bge-predictor:ci from .ci/docker.sh where Docker Hub is out of reach), BASE_IMAGE,
+# CERT_MANAGER_VERSION, KSERVE_VERSION, NAMESPACE, RELEASE, MODELS, READY_TIMEOUT, KEEP_CLUSTER,
+# PYTHON, PYTEST_ARGS.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
