@@ -32,20 +32,25 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+def model_list(served: ServedModels) -> dict:
+    """The body of ``GET /v1/models`` (also seed 003's ``GET /models``, api/compat)."""
+    data = []
+    for model in served.all():
+        entry = {"id": model.name, "object": "model", "created": _STARTED,
+                 "owned_by": "bge-predictor", "ready": bool(model.ready)}
+        if model.ready:
+            entry.update(model.describe())
+        else:
+            entry.update({"kind": model.kind, "root": model.model_id})
+        data.append(entry)
+    return {"object": "list", "data": data}
+
+
 def build_router(served: ServedModels) -> APIRouter:
     router = APIRouter(tags=["models"], responses={401: ERROR_RESPONSES[401]})
 
     @router.get("/v1/models", response_model=ModelList)
     async def list_models() -> NumpyJSONResponse:
-        data = []
-        for model in served.all():
-            entry = {"id": model.name, "object": "model", "created": _STARTED,
-                     "owned_by": "bge-predictor", "ready": bool(model.ready)}
-            if model.ready:
-                entry.update(model.describe())
-            else:
-                entry.update({"kind": model.kind, "root": model.model_id})
-            data.append(entry)
-        return NumpyJSONResponse({"object": "list", "data": data})
+        return NumpyJSONResponse(model_list(served))
 
     return router

@@ -78,6 +78,8 @@ class EmbeddingsResponse(BaseModel):
     data: list[EmbeddingData]
     model: str
     usage: Usage
+    embedding_types: list[Literal["dense", "sparse", "colbert"]] = Field(
+        default_factory=list, description="The outputs computed (seed 001's field).")
 
 
 class SparseData(BaseModel):

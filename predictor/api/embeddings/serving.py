@@ -84,7 +84,8 @@ async def create_embeddings(model, req: EmbeddingsRequest) -> dict[str, Any]:
             if emb.colbert is not None:
                 item["colbert_embedding"] = emb.colbert
         data.append(item)
-    return {"object": "list", "data": data, "model": model.name, "usage": _usage(result)}
+    return {"object": "list", "data": data, "model": model.name, "usage": _usage(result),
+            "embedding_types": [o.value for o in Output if o in outputs]}  # seed 001
 
 
 async def create_sparse_embeddings(model, req: SparseEmbeddingsRequest) -> dict[str, Any]:

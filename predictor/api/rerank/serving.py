@@ -120,10 +120,14 @@ async def rerank(served: ServedModels, req: RerankRequest, api_version: str) -> 
             doc = req.documents[i]
             item["document"] = {"text": doc} if isinstance(doc, str) else doc
         results.append(item)
+    elapsed_ms = (time.monotonic() - started) * 1000
     meta |= {
         "billed_units": {"search_units": math.ceil(len(texts) / DOCUMENTS_PER_SEARCH_UNIT)},
         "tokens": {"input_tokens": tokens, "output_tokens": 0},
-        "timing": {"total_ms": round((time.monotonic() - started) * 1000, 3)},
+        "timing": {"total_ms": round(elapsed_ms, 3)},
+        # seed 003's meta fields (api/compat/seed003.py)
+        "processing_time_ms": round(elapsed_ms),
+        "total_documents": len(texts), "returned_documents": len(results),
     }
     if warnings:
         meta["warnings"] = warnings
