@@ -40,6 +40,8 @@ FLAGS = {
                       "(env MAX_QUEUE_SIZE)",
     "request_timeout": "Seconds a request may wait for the model; 503 beyond "
                        "(env REQUEST_TIMEOUT)",
+    "compat_routes": "Serve the seed services' drop-in routes (/health, /vectorize..., /models, "
+                     "/api/embed; docs/compat.md) (env COMPAT_ROUTES, default true)",
 }
 
 
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     types = {"use_fp16": _bool, "sparse_index_space": int, "max_batch_tokens": int,
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
-             "max_queue_size": int, "request_timeout": float}
+             "max_queue_size": int, "request_timeout": float, "compat_routes": _bool}
     for name, help_text in FLAGS.items():
         parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
     parser.add_argument(

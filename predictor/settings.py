@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     models_config: str | None = Field(None,
                                       validation_alias=_env("models_config", "MODELS_CONFIG"))
 
+    # Drop-in routes of the seed services (predictor/api/compat, docs/compat.md).
+    compat_routes: bool = Field(True, validation_alias=_env("compat_routes", "COMPAT_ROUTES"))
+
     demo: bool = False
 
     @field_validator("embedder", "reranker")

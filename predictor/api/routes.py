@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ..settings import Settings
-from . import models_router, stats_router
+from . import compat, models_router, stats_router
 from .embeddings import router as embeddings_router
 from .error_handlers import install_error_handlers, reassert_error_handlers_on_startup
 from .middleware import BearerAuth, BodyLimit, CountRequests
@@ -30,6 +30,7 @@ def install_routes(app: FastAPI, served: ServedModels, settings: Settings) -> No
         for router in routers:
             app.include_router(router, prefix=prefix, include_in_schema=prefix == "")
     app.include_router(stats_router.build_router(served, settings))
+    app.include_router(compat.build_router(served, settings))  # seed drop-in routes
     app.add_middleware(V2JsonContentType)  # added first = innermost
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BearerAuth, token=settings.api_token)
