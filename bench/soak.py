@@ -152,6 +152,7 @@ async def drive(url: str, pid: int, args: argparse.Namespace) -> dict:
                    "end": round(statistics.median(tail) / 2**20, 1),
                    "peak": round(max(r for _, r in samples) / 2**20, 1)},
         "rss_growth_pct": round(100 * growth, 2),
+        "rss_mb_every_10s": [round(rss / 2**20) for t, rss in samples[::10]],
     }
 
 
@@ -185,13 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="hard bound")
     parser.add_argument("--warmup-fraction", type=float, default=0.3)
     parser.add_argument("--timeout", type=float, default=60, help="per-request timeout (s)")
-    parser.add_argument("--port", type=int, default=18480, help="loopback HTTP port (and +1)")
+    parser.add_argument("--port", type=int, default=18480, help="loopback HTTP port (gRPC: +1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-queue-size", type=int, default=256,
                         help="server MAX_QUEUE_SIZE, small so saturation meets backpressure")
     parser.add_argument("--models", type=Path, default=None,
                         help="directory for the random-weight models (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write the summary here")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the server (repeatable)")
     args = parser.parse_args(argv)
 
     from predictor.demo import build_m3, build_reranker
@@ -203,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
               if not (root / "reranker" / "config.json").exists() else root / "reranker")
         url = f"http://127.0.0.1:{args.port}"
         log = Path(tmp) / "server.log"
-        proc = start_server(m3, rr, args.port, log,
-                            {"MAX_QUEUE_SIZE": str(args.max_queue_size)})
+        env = {"MAX_QUEUE_SIZE": str(args.max_queue_size),
+               **dict(item.split("=", 1) for item in args.server_env)}
+        proc = start_server(m3, rr, args.port, log, env)
         try:
             wait_ready(url, proc)
             summary = asyncio.run(drive(url, proc.pid, args))

@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .runtime.malloc import tune_glibc_malloc
+
+    tune_glibc_malloc()
     settings = settings_from_args(args)
     if args.workers != 1:
         raise SystemExit("--workers must be 1: each process holds the models on its device; "
