@@ -144,9 +144,9 @@ def test_unknown_model_is_404_and_wrong_kind_is_400(client):
         "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x"]}]})
     assert resp.status_code == 400, resp.text
     # /v1/rerank with an embedder is self-reranking (api/rerank/self_rerank.py): a dense-only
-    # model has no ColBERT vectors for the default method, but ranks by its dense vectors.
+    # model has no ColBERT vectors, so asking for them is a 400; by default it ranks by dense.
     err = error(client.post("/v1/rerank", json={"model": "bge-en", "query": "q",
-                                                "documents": ["d"]}), 400)
+                                                "documents": ["d"], "method": "colbert"}), 400)
     assert err["code"] == "unsupported_output"
     resp = client.post("/v1/rerank", json={"model": "bge-en", "query": "q", "documents": ["d"],
                                            "method": "dense"})
@@ -258,3 +258,35 @@ def test_bad_input_type_is_400(client):
     # M3 has no prefixes: input_type is accepted and changes nothing
     np.testing.assert_allclose(embed(client, "bge-m3", input_type="query"),
                                embed(client, "bge-m3"), atol=1e-6)
+
+
+def test_v2_input_type_parameter_selects_the_prefix(client):
+    e5 = "multilingual-e5-small"
+    tensor = {"name": "text", "shape": [len(TEXTS)], "datatype": "BYTES", "data": TEXTS}
+    for params, expected in (({"input_type": "query"}, embed(client, e5, input_type="query")),
+                             ({"is_query": "false"}, embed(client, e5, input_type="passage"))):
+        resp = client.post(f"/v2/models/{e5}/infer", json={"inputs": [tensor],
+                                                           "parameters": params})
+        assert resp.status_code == 200, resp.text
+        (out,) = resp.json()["outputs"]
+        np.testing.assert_allclose(np.array(out["data"]).reshape(out["shape"]), expected,
+                                   atol=ATOL)
+    resp = client.post(f"/v2/models/{e5}/infer", json={"inputs": [tensor],
+                                                       "parameters": {"input_type": "banana"}})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "input_type"
+
+
+def test_org_slash_name_falls_back_to_the_served_name(client):
+    """A model loaded from a directory (as KServe's /mnt/models) still answers to its HF id."""
+    for model in ("BAAI/bge-m3", "someorg/bge-small"):
+        assert client.post("/v1/embeddings", json={"model": model, "input": "x"}).status_code \
+            == 200, model
+    assert client.post("/v1/embeddings", json={"model": "BAAI/nope", "input": "x"}).status_code \
+        == 404
+
+
+def test_self_rerank_with_a_dense_only_model_defaults_to_dense(client):
+    resp = client.post("/v1/rerank", json={"model": "bge-small", "query": "what is a panda?",
+                                           "documents": ["The giant panda is a bear.", "Paris"]})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["meta"]["method"] == "dense"

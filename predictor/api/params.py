@@ -20,6 +20,26 @@ def as_bool(value: Any, name: str) -> bool:
     raise BadRequestError(f"Parameter '{name}' must be a boolean, got {value!r}.", param=name)
 
 
+INPUT_TYPES = {"query": "query", "search_query": "query", "passage": "passage",
+               "document": "passage", "search_document": "passage"}
+
+
+def resolve_input_type(input_type: Any, is_query: Any) -> str | None:
+    """``query``, ``passage`` or None (the model's default) from ``input_type`` and/or
+    ``is_query``; the two must agree."""
+    if input_type is not None and input_type not in INPUT_TYPES:
+        raise BadRequestError(f"input_type must be one of {', '.join(INPUT_TYPES)}.",
+                              param="input_type")
+    chosen = INPUT_TYPES[input_type] if input_type else None
+    if is_query is not None:
+        from_flag = "query" if as_bool(is_query, "is_query") else "passage"
+        if chosen is not None and chosen != from_flag:
+            raise BadRequestError(f"input_type '{input_type}' contradicts is_query "
+                                  f"{str(is_query).lower()}.", param="is_query")
+        chosen = from_flag
+    return chosen
+
+
 def as_int(value: Any, name: str) -> int:
     if isinstance(value, bool):
         raise BadRequestError(f"Parameter '{name}' must be an integer.", param=name)

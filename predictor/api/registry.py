@@ -1,7 +1,9 @@
 """The models this server serves, looked up by the request's ``model`` field.
 
 A model answers to its served name, its Hugging Face id or path, and the id's last segment
-(``BAAI/bge-m3`` → ``bge-m3``), case-insensitively. No ``model`` means the first of the kind.
+(``BAAI/bge-m3`` → ``bge-m3``), case-insensitively. A requested ``org/name`` that matches
+nothing whole is tried by its last segment too, so a model KServe loaded from ``/mnt/models``
+and named ``bge-m3`` still answers to ``BAAI/bge-m3``. No ``model`` means the first of the kind.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class ServedModels:
         for model in self.models:
             if key in aliases_of(model):
                 return model
+        if "/" in key.rstrip("/"):
+            return self.find(key.rstrip("/").rsplit("/", 1)[-1])
         return None
 
     def get(self, requested: str | None, kind: str) -> Any:

@@ -16,7 +16,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse,
 from ..errors import BadRequestError
 from ..primitives import EncodeOptions, EncodeResult, Output
 from ..sparse import MAPPINGS, to_csr
-from .params import as_bool, as_int
+from .params import as_bool, as_int, resolve_input_type
 
 if TYPE_CHECKING:
     from ..kserve_models.embedder import EmbedderModel
@@ -87,7 +87,9 @@ def encode_options(request: InferRequest) -> EncodeOptions:
         raise BadRequestError(f"sparse_token_mapping must be one of {MAPPINGS}.",
                               param="sparse_token_mapping")
     return EncodeOptions(outputs=frozenset(outputs), max_length=max_length, truncate=truncate,
-                         sparse_mapping=mapping)
+                         sparse_mapping=mapping,
+                         input_type=resolve_input_type(params.get("input_type"),
+                                                       params.get("is_query")))
 
 
 def embedding_tensors(result: EncodeResult, outputs: frozenset[Output],

@@ -12,6 +12,7 @@ import numpy as np
 
 from ...errors import BadRequestError
 from ...primitives import EncodeOptions, EncodeResult, Output, SparseVector
+from ..params import resolve_input_type
 from .protocol import EmbeddingsRequest, HybridEmbeddingsRequest, SparseEmbeddingsRequest
 
 
@@ -31,20 +32,9 @@ def _mapped_sparse(vec: SparseVector, mapping: str, index_space: int) -> dict[st
     return out
 
 
-_INPUT_TYPES = {"query": "query", "search_query": "query", "passage": "passage",
-                "document": "passage", "search_document": "passage"}
-
-
 def input_type(req) -> str | None:
     """``query``, ``passage`` or None (the model's default) from input_type / is_query."""
-    chosen = _INPUT_TYPES[req.input_type] if req.input_type else None
-    if req.is_query is not None:
-        from_flag = "query" if req.is_query else "passage"
-        if chosen is not None and chosen != from_flag:
-            raise BadRequestError(f"input_type '{req.input_type}' contradicts is_query "
-                                  f"{str(req.is_query).lower()}.", param="is_query")
-        chosen = from_flag
-    return chosen
+    return resolve_input_type(req.input_type, req.is_query)
 
 
 def b64_float32(vector: np.ndarray) -> str:

@@ -46,6 +46,7 @@ _OUTPUTS = {"dense": frozenset({Output.DENSE}), "sparse": frozenset({Output.SPAR
 class SelfScores:
     scores: list[float]
     num_tokens: int
+    method: str = DEFAULT_METHOD  # the method used (the default depends on the model)
 
 
 def check_weights(method: str, weights: Sequence[float] | None) -> tuple[float, float, float]:
@@ -110,7 +111,8 @@ async def self_rerank(model, query: str, documents: list[str], *, method: str | 
                       max_document_tokens: int | None = None,
                       truncate: bool = True) -> SelfScores:
     """Score ``documents`` against ``query`` with the embedder ``model`` (input order)."""
-    method = method or DEFAULT_METHOD
+    if method is None:  # ColBERT when the model has that head, else dense (e.g. BGE v1.5, E5)
+        method = DEFAULT_METHOD if Output.COLBERT in model.runner.outputs else "dense"
     if method not in METHODS:
         raise BadRequestError(f"Unknown method '{method}'; use one of {', '.join(METHODS)}.",
                               param="method")
@@ -128,4 +130,5 @@ async def self_rerank(model, query: str, documents: list[str], *, method: str | 
                                             document_options)
     q = q_result.embeddings[0]
     scores = [method_score(method, w, q, d) for d in d_result.embeddings]
-    return SelfScores(scores=scores, num_tokens=q_result.prompt_tokens + d_result.prompt_tokens)
+    return SelfScores(scores=scores, num_tokens=q_result.prompt_tokens + d_result.prompt_tokens,
+                      method=method)

@@ -109,7 +109,7 @@ async def rerank(served: ServedModels, req: RerankRequest, api_version: str) -> 
                                    max_document_tokens=req.max_tokens_per_doc,
                                    truncate=req.truncate)
         scores, tokens = result.scores, result.num_tokens
-        meta["method"] = req.method or "colbert"
+        meta["method"] = result.method
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     if req.top_n is not None:
         order = order[:req.top_n]
