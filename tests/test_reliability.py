@@ -242,3 +242,26 @@ def test_sigterm_finishes_in_flight_work_then_exits_zero(model_dirs, tmp_path):
     worker.join(60)
     assert result["r"].status_code == 200 and len(result["r"].json()["data"]) == 16
     assert srv.process.wait(30) == 0, srv.log()[-3000:]
+
+
+def test_a_client_that_disconnects_has_its_queued_work_dropped(model_dirs, tmp_path):
+    m3, _ = model_dirs
+    srv = start_server(["--embedder", str(m3), "--reranker", "none"], tmp_path / "d.log",
+                       env={"MAX_BATCH_SIZE": "1"})
+    try:
+        busy = {}
+        worker = threading.Thread(target=lambda: busy.setdefault("r", httpx.post(
+            f"{srv.url}/v1/embeddings", json={"input": [LONG] * 48}, timeout=120)))
+        worker.start()
+        time.sleep(0.3)  # A's 48 items (seconds of work) are queued or running, one per batch
+        with pytest.raises(httpx.TimeoutException):  # B waits behind A, then gives up
+            httpx.post(f"{srv.url}/v1/embeddings", json={"input": [LONG + " b"] * 8},
+                       timeout=0.3)
+        worker.join(120)
+        assert busy["r"].status_code == 200
+        time.sleep(0.5)
+        stats = httpx.get(f"{srv.url}/stats", timeout=10).json()["models"]["bge-m3"]
+        assert stats["queue_size"] == 0
+        assert stats["processed_items"] == 48, "B's items were dropped, not computed"
+    finally:
+        stop_server(srv)
