@@ -1,0 +1,1 @@
+"""The contenders: limit, library (in-process), ours and peer (HTTP)."""

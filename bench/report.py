@@ -1,0 +1,129 @@
+"""Tables and ratios, as plain text for the terminal and as Markdown for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from collections.abc import Iterable
+
+from .stats import Cell
+
+#: ours / other at the main concurrency; the peer target is for dense (it serves dense only).
+TARGETS = {"library": 2.0, "limit": 0.85, "peer": 1.2}
+IDLE_TARGET_MS = 5.0
+MODES = ("limit", "library", "ours", "peer")
+
+HEADER = ("workload", "mode", "clients", "texts/s", "tokens/s", "p50 ms", "p95 ms", "p99 ms",
+          "peak RSS MB", "texts/CPU-s", "errors")
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:,.{digits}f}"
+
+
+def cell_row(cell: Cell) -> tuple[str, ...]:
+    return (cell.workload, cell.mode, str(cell.clients), _fmt(cell.texts_per_s),
+            _fmt(cell.tokens_per_s, 0), _fmt(cell.latency_ms(50)), _fmt(cell.latency_ms(95)),
+            _fmt(cell.latency_ms(99)), _fmt(cell.peak_rss_mb, 0), _fmt(cell.texts_per_cpu_s),
+            str(cell.errors))
+
+
+RATIO_HEADER = ("workload", "ratio", "texts/s", "target", "verdict", "texts/CPU-s")
+
+
+def ratio_rows(cells: Iterable[Cell], clients: int) -> list[tuple[str, ...]]:
+    """Per workload: ours' texts/s over each other contender's, against the targets.
+
+    The last column is the same ratio per CPU-second of each contender's own process: a check
+    on the wall-clock ratio when other users load the machine.
+    """
+    by_key = {(c.workload, c.mode): c for c in cells if c.clients == clients}
+    workloads = list(dict.fromkeys(w for w, _ in by_key))
+    rows = []
+    for workload in workloads:
+        ours = by_key.get((workload, "ours"))
+        if ours is None:
+            continue
+        for other in ("library", "limit", "peer"):
+            cell = by_key.get((workload, other))
+            if cell is None or not cell.texts_per_s:
+                continue
+            ratio = ours.texts_per_s / cell.texts_per_s
+            target = TARGETS[other]
+            if other == "peer" and not workload.startswith("dense"):
+                verdict = "(no target)"
+            else:
+                verdict = "met" if ratio >= target else "SHORT"
+            cpu = "-"
+            if ours.texts_per_cpu_s and cell.texts_per_cpu_s:
+                cpu = f"{ours.texts_per_cpu_s / cell.texts_per_cpu_s:.2f}x"
+            rows.append((workload, f"ours / {other}", f"{ratio:.2f}x", f">= {target}x", verdict,
+                         cpu))
+    return rows
+
+
+def idle_rows(idle: dict[str, float]) -> list[tuple[str, ...]]:
+    rows = [(mode, _fmt(ms, 2)) for mode, ms in idle.items()]
+    if "ours" in idle and "limit" in idle:
+        gap = idle["ours"] - idle["limit"]
+        verdict = "met" if gap <= IDLE_TARGET_MS else "SHORT"
+        rows.append(("ours - limit", f"{gap:+.2f} (target <= +{IDLE_TARGET_MS:.0f}: {verdict})"))
+    return rows
+
+
+def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "-" * len(line)]
+    for row in rows:
+        out.append("  ".join(str(x).rjust(w) if i >= 2 else str(x).ljust(w)
+                             for i, (x, w) in enumerate(zip(row, widths, strict=True))))
+    return "\n".join(out)
+
+
+def md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    out = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def sort_cells(cells: list[Cell]) -> list[Cell]:
+    order = {m: i for i, m in enumerate(MODES)}
+    first = {}
+    for c in cells:
+        first.setdefault(c.workload, len(first))
+    return sorted(cells, key=lambda c: (c.clients, first[c.workload], order.get(c.mode, 9)))
+
+
+def machine() -> dict[str, str]:
+    """nproc, CPU model, RAM, OS and library versions, for the record."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), "")
+    except OSError:
+        pass
+    mem_gib = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+            mem_gib = f"{kb / 2**20:.1f} GiB"
+    except (OSError, StopIteration):
+        pass
+    info = {"nproc": str(os.cpu_count()), "cpu": cpu or platform.processor(), "ram": mem_gib,
+            "os": platform.platform(), "python": platform.python_version()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = str(torch.get_num_threads())
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
