@@ -125,3 +125,45 @@ async def test_lengths_must_match_payloads():
     with pytest.raises(ValueError):
         await engine.submit([1, 2], [3])
     await engine.stop()
+
+
+class FakeOutOfMemory(RuntimeError):
+    """Stands in for torch.cuda.OutOfMemoryError (no GPU in CI)."""
+
+
+class MemoryBoundRunner(RecordingRunner):
+    """Fails any batch holding more than ``capacity`` items, as a GPU out of memory would."""
+
+    retryable_errors = (FakeOutOfMemory,)
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.attempts: list[int] = []
+
+    def run_batch(self, payloads):
+        self.attempts.append(len(payloads))
+        if len(payloads) > self.capacity:
+            raise FakeOutOfMemory(f"batch of {len(payloads)}")
+        return super().run_batch(payloads)
+
+
+async def test_out_of_memory_splits_the_batch_and_loses_nothing():
+    runner = MemoryBoundRunner(capacity=3)
+    engine = BatchEngine(runner, max_batch_tokens=10_000, max_batch_size=16, max_wait_s=0.05)
+    payloads = list(range(1, 11))
+    assert await engine.submit(payloads, [5] * 10) == [p * 2 for p in payloads]
+    assert runner.attempts[0] == 10 and max(len(b) for b in runner.batches) <= 3
+    assert sorted(x for b in runner.batches for x in b) == payloads
+    assert engine.stats.failed_batches == 0
+    await engine.stop()
+
+
+async def test_out_of_memory_on_a_single_item_fails_only_that_request():
+    runner = MemoryBoundRunner(capacity=0)
+    engine = BatchEngine(runner, max_batch_tokens=10_000, max_batch_size=16, max_wait_s=0.0)
+    with pytest.raises(FakeOutOfMemory):
+        await engine.submit([1], [5])
+    runner.capacity = 4
+    assert await engine.submit([2], [5]) == [4], "the engine keeps serving"
+    await engine.stop()
