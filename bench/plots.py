@@ -50,7 +50,7 @@ def throughput_vs_clients(cells: list[Cell], workload: str, out: pathlib.Path,
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center right")
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
