@@ -4,8 +4,10 @@ Batches of varying shape make torch allocate and free blocks of every size. glib
 mmap threshold each time a large block is freed, so later large blocks come from the heap and
 fragment it: RSS creeps up under sustained load (measured: +16% in a 60 s soak). Pinning the
 threshold (which also turns off that dynamic adjustment) keeps large blocks in mmap, returned to
-the OS when freed. Skipped when another allocator is preloaded (jemalloc, tcmalloc) or when
-``BGE_PREDICTOR_MALLOC_TUNING=0``.
+the OS when freed. The price is an mmap/munmap per large activation: throughput on short texts is
+lower than with a high threshold, which in turn lets RSS grow (docs/benchmarks.md, "Memory
+allocator"). Skipped when another allocator is preloaded (jemalloc, tcmalloc), when any glibc
+``MALLOC_*_`` variable is set, or when ``BGE_PREDICTOR_MALLOC_TUNING=0``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def tune_glibc_malloc() -> bool:
         return False
     if any(name in os.environ.get("LD_PRELOAD", "") for name in ("jemalloc", "tcmalloc")):
         return False
+    if any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ):
+        return False  # the operator tuned glibc malloc through its own variables: keep theirs
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
