@@ -204,12 +204,12 @@ def test_request_timeout_answers_503_and_empties_the_queue(model_dirs, tmp_path)
     srv = start_server(["--embedder", str(m3), "--reranker", "none"], tmp_path / "t.log",
                        env={"REQUEST_TIMEOUT": "0.3", "MAX_BATCH_SIZE": "1"})
     try:
-        def call(_):
-            return httpx.post(f"{srv.url}/v1/embeddings", json={"input": [LONG] * 6},
+        def call(_):  # seconds of one-item batches against a 0.3 s timeout
+            return httpx.post(f"{srv.url}/v1/embeddings", json={"input": [LONG] * 64},
                               timeout=60)
 
-        with ThreadPoolExecutor(6) as pool:
-            statuses = [r.status_code for r in pool.map(call, range(6))]
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [r.status_code for r in pool.map(call, range(8))]
         assert 503 in statuses and set(statuses) <= {200, 503}, statuses
         time.sleep(1)
         stats = httpx.get(f"{srv.url}/stats", timeout=10).json()
@@ -251,9 +251,9 @@ def test_a_client_that_disconnects_has_its_queued_work_dropped(model_dirs, tmp_p
     try:
         busy = {}
         worker = threading.Thread(target=lambda: busy.setdefault("r", httpx.post(
-            f"{srv.url}/v1/embeddings", json={"input": [LONG] * 48}, timeout=120)))
+            f"{srv.url}/v1/embeddings", json={"input": [LONG] * 400}, timeout=120)))
         worker.start()
-        time.sleep(0.3)  # A's 48 items (seconds of work) are queued or running, one per batch
+        time.sleep(0.3)  # A's 400 items (seconds of work) are queued or running, one per batch
         with pytest.raises(httpx.TimeoutException):  # B waits behind A, then gives up
             httpx.post(f"{srv.url}/v1/embeddings", json={"input": [LONG + " b"] * 8},
                        timeout=0.3)
@@ -262,6 +262,6 @@ def test_a_client_that_disconnects_has_its_queued_work_dropped(model_dirs, tmp_p
         time.sleep(0.5)
         stats = httpx.get(f"{srv.url}/stats", timeout=10).json()["models"]["bge-m3"]
         assert stats["queue_size"] == 0
-        assert stats["processed_items"] == 48, "B's items were dropped, not computed"
+        assert stats["processed_items"] == 400, "B's items were dropped, not computed"
     finally:
         stop_server(srv)
