@@ -156,19 +156,21 @@ async def drive(url: str, pid: int, args: argparse.Namespace) -> dict:
     }
 
 
-def start_server(m3: Path, reranker: Path, port: int, log: Path, env: dict) -> subprocess.Popen:
+def start_server(m3: Path, reranker: Path, port: int, grpc_port: int, log: Path,
+                 env: dict) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "predictor", "--embedder", str(m3), "--reranker", str(reranker),
-           "--device", "cpu", "--http_port", str(port), "--grpc_port", str(port + 1)]
+           "--device", "cpu", "--http_port", str(port), "--grpc_port", str(grpc_port)]
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
     return subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
                             env=full_env, cwd=REPO)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
+            raise SystemExit(f"server exited with {proc.returncode}:\n"
+                             f"{log.read_text(errors='replace')[-3000:]}")
         try:
             if all(httpx.get(f"{url}/v2/models/{m}/ready", timeout=2).status_code == 200
                    for m in ("bge-m3", "bge-reranker")):
@@ -186,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="hard bound")
     parser.add_argument("--warmup-fraction", type=float, default=0.3)
     parser.add_argument("--timeout", type=float, default=60, help="per-request timeout (s)")
-    parser.add_argument("--port", type=int, default=18480, help="loopback HTTP port (gRPC: +1)")
+    parser.add_argument("--port", type=int, default=18480, help="loopback HTTP port")
+    parser.add_argument("--grpc-port", type=int, default=None,
+                        help="gRPC port (default: --port + 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-queue-size", type=int, default=256,
                         help="server MAX_QUEUE_SIZE, small so saturation meets backpressure")
@@ -208,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(tmp) / "server.log"
         env = {"MAX_QUEUE_SIZE": str(args.max_queue_size),
                **dict(item.split("=", 1) for item in args.server_env)}
-        proc = start_server(m3, rr, args.port, log, env)
+        proc = start_server(m3, rr, args.port, args.grpc_port or args.port + 1, log, env)
         try:
-            wait_ready(url, proc)
+            wait_ready(url, proc, log)
             summary = asyncio.run(drive(url, proc.pid, args))
         finally:
             proc.terminate()

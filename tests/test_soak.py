@@ -11,9 +11,9 @@ from server_process import REPO, free_port
 
 def test_soak_60s_loses_nothing_and_does_not_grow(tmp_path):
     out = tmp_path / "soak.json"
-    port = free_port()
     proc = subprocess.run([sys.executable, "-m", "bench.soak", "--duration", "60", "--clients",
-                           "16", "--port", str(port), "--json", str(out),
+                           "16", "--port", str(free_port()), "--grpc-port", str(free_port()),
+                           "--json", str(out),
                            "--models", str(tmp_path / "models")],
                           capture_output=True, text=True, timeout=400, cwd=REPO)
     assert out.exists(), proc.stderr[-3000:]
