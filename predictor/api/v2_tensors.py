@@ -33,6 +33,12 @@ _FLAGS = {"return_dense": Output.DENSE, "return_sparse": Output.SPARSE,
           "return_colbert": Output.COLBERT}
 
 
+def outputs_from_flags(params: dict[str, Any]) -> set[Output]:
+    """Outputs chosen by ``return_*`` parameters (SPEC defaults: dense on, the others off)."""
+    return {flag for name, flag in _FLAGS.items()
+            if as_bool(params.get(name, flag is Output.DENSE), name)}
+
+
 def request_parameters(request: InferRequest) -> dict[str, Any]:
     return to_http_parameters(request.parameters) if request.parameters else {}
 
@@ -70,9 +76,7 @@ def texts_of_input(tensor, param: str) -> list[str]:
 def encode_options(request: InferRequest) -> EncodeOptions:
     params = request_parameters(request)
     explicit = any(name in params for name in _FLAGS)
-    defaults = {"return_dense": True, "return_sparse": False, "return_colbert": False}
-    outputs = {flag for name, flag in _FLAGS.items()
-               if as_bool(params.get(name, defaults[name]), name)}
+    outputs = outputs_from_flags(params)
     if not explicit:
         requested = [out.name for out in request.request_outputs or []]
         for name in requested:
@@ -154,8 +158,7 @@ async def v1_embed(model: EmbedderModel, payload: Any) -> dict:
     params = payload.get("parameters") or {}
     if not isinstance(params, dict):
         raise BadRequestError("'parameters' must be an object.", param="parameters")
-    outputs = {flag for name, flag in _FLAGS.items()
-               if as_bool(params.get(name, name == "return_dense"), name)}
+    outputs = outputs_from_flags(params)
     options = EncodeOptions(outputs=frozenset(outputs),
                             max_length=(as_int(params["max_length"], "max_length")
                                         if "max_length" in params else None),
