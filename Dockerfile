@@ -94,6 +94,14 @@ RUN set -eux; \
     # this mode, and the cache stays usable when the container runs under another uid.
     chmod 1777 /home/app/.cache/huggingface /tmp
 
+# jemalloc: the predictor re-executes itself with it preloaded (docs/operations.md, "Memory").
+RUN set -eux; \
+    if ! ldconfig -p | grep -q 'libjemalloc\.so\.2'; then \
+        apt-get update; \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libjemalloc2; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi
+
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /dist/ /tmp/dist/
 RUN set -eux; \

@@ -135,12 +135,15 @@ def _apply_demo(settings: Settings) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .runtime.allocator import loaded_allocator, tune_glibc_malloc, use_jemalloc
+
+    if argv is None:  # run as a program: the allocator can still be chosen (re-executes)
+        use_jemalloc()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .runtime.malloc import tune_glibc_malloc
-
     tune_glibc_malloc()
+    logger.info("memory allocator: %s", loaded_allocator())
     settings = settings_from_args(args)
     if args.workers != 1:
         raise SystemExit("--workers must be 1: each process holds the models on its device; "

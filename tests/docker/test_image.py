@@ -206,6 +206,9 @@ def test_embedder_container(model_dirs: dict[str, Path], run_container) -> None:
     assert isinstance(vector, list) and len(vector) > 1
     assert all(isinstance(x, float) for x in vector)
     assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, abs_tol=1e-3)
+    # The image ships jemalloc; the predictor re-executes itself with it preloaded.
+    full = _docker("logs", c.name, check=False, timeout=30)
+    assert "memory allocator: jemalloc" in full.stdout + full.stderr, c.logs()
     _stop_and_check_clean_exit(c)
 
 
