@@ -29,9 +29,12 @@ FLAGS = {
     "api_token": "Bearer token required on inference routes (env API_TOKEN)",
     "sparse_token_mapping": "Sparse index mapping: tokenizer or hash (env SPARSE_TOKEN_MAPPING)",
     "sparse_index_space": "Modulus of the hash mapping (env SPARSE_INDEX_SPACE, default 1048576)",
-    "max_batch_tokens": "Padded-token budget of one forward pass (env MAX_BATCH_TOKENS)",
+    "max_batch_tokens": "Padded-token budget of one forward pass (env MAX_BATCH_TOKENS; "
+                        "default 4096 on CPU, 16384 on GPU)",
     "max_batch_size": "Most sequences in one forward pass (env MAX_BATCH_SIZE)",
     "batch_wait_ms": "Longest wait for a batch to fill, in ms (env BATCH_WAIT_MS)",
+    "sub_batches": "auto: on CPU, split a batch by length where padding costs more than "
+                   "another forward call; off: never (env SUB_BATCHES)",
     "max_input_texts": "Most texts in one embeddings request (env MAX_INPUT_TEXTS)",
     "max_rerank_documents": "Most documents in one rerank request (env MAX_RERANK_DOCUMENTS)",
     "max_request_tokens": "Most tokens in one request, all texts together (env MAX_REQUEST_TOKENS)",

@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDER = "BAAI/bge-m3"
 DEFAULT_RERANKER = "BAAI/bge-reranker-v2-m3"
+# Default padded-token budgets per forward pass (docs/benchmarks.md: on a CPU, 8 texts of 500
+# tokens run faster per text than 32).
+CPU_BATCH_TOKENS = 4096
+GPU_BATCH_TOKENS = 16384
 
 
 def _env(*names: str) -> AliasChoices:
@@ -37,10 +41,15 @@ class Settings(BaseSettings):
         1 << 20, gt=0, validation_alias=_env("sparse_index_space", "SPARSE_INDEX_SPACE"))
 
     # Engine: dynamic batching on a padded-token budget.
-    max_batch_tokens: int = Field(
-        16384, gt=0, validation_alias=_env("max_batch_tokens", "MAX_BATCH_TOKENS"))
+    # None: by device (batch_tokens_for). On CPU big batches of long texts are slower per text.
+    max_batch_tokens: int | None = Field(
+        None, gt=0, validation_alias=_env("max_batch_tokens", "MAX_BATCH_TOKENS"))
     max_batch_size: int = Field(64, gt=0, validation_alias=_env("max_batch_size", "MAX_BATCH_SIZE"))
     batch_wait_ms: float = Field(2.0, ge=0, validation_alias=_env("batch_wait_ms", "BATCH_WAIT_MS"))
+    # auto: on CPU, a batch is split by length where padding costs more than another forward
+    # call (runtime/sub_batches.py); off: one forward call per batch.
+    sub_batches: Literal["auto", "off"] = Field(
+        "auto", validation_alias=_env("sub_batches", "SUB_BATCHES"))
 
     # Request limits.
     max_input_texts: int = Field(
@@ -73,6 +82,12 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    def batch_tokens_for(self, device: str) -> int:
+        """The padded-token budget of one forward pass on ``device``."""
+        if self.max_batch_tokens is not None:
+            return self.max_batch_tokens
+        return CPU_BATCH_TOKENS if device == "cpu" else GPU_BATCH_TOKENS
 
     @property
     def embedder_enabled(self) -> bool:

@@ -27,10 +27,12 @@ def ref(flag_m3):
     return reference(flag_m3, TEXTS)
 
 
-@pytest.fixture(scope="module")
-def embedder(m3_dir):
+@pytest.fixture(scope="module", params=["auto", "off"], ids=["sub-batches", "one-call"])
+def embedder(m3_dir, request):
+    """On CPU a mixed batch is split by length (auto) or run as one padded call (off)."""
     settings = Settings(embedder=str(m3_dir), reranker="none", device="cpu",
-                        batch_wait_ms=50, max_batch_size=64, max_batch_tokens=1 << 20)
+                        batch_wait_ms=50, max_batch_size=64, max_batch_tokens=1 << 20,
+                        sub_batches=request.param)
     model = EmbedderModel("bge-m3", str(m3_dir), settings)
     model.load()
     return model
@@ -57,7 +59,15 @@ async def test_concurrent_requests_of_very_different_lengths_share_a_batch(embed
         seen.append(sorted(len(item) for item in items))
         return run_batch(items)
 
+    forward = embedder.runner._forward
+    forward_rows = []
+
+    def counting_forward(items):
+        forward_rows.append(len(items))
+        return forward(items)
+
     embedder.batcher.runner = type("R", (), {"run_batch": staticmethod(recording)})()
+    embedder.runner._forward = counting_forward
     try:
         groups = [[0], [5], [1, 3], [6, 4], [2, 7]]
         results = await asyncio.gather(*(embedder.encode([TEXTS[i] for i in g],
@@ -65,7 +75,13 @@ async def test_concurrent_requests_of_very_different_lengths_share_a_batch(embed
                                          for g in groups))
     finally:
         embedder.batcher.runner = embedder.runner
+        del embedder.runner._forward
     assert len(seen) == 1 and seen[0][0] < 5 < 200 < seen[0][-1], seen
+    assert sum(forward_rows) == len(TEXTS)
+    if embedder.settings.sub_batches == "off":
+        assert forward_rows == [len(TEXTS)]
+    else:  # texts of 3 and 300 tokens are not padded to one width
+        assert len(forward_rows) > 1, forward_rows
     for group, result in zip(groups, results, strict=True):
         check(result.embeddings, ref, group)
 

@@ -29,7 +29,8 @@ def build_router(served: ServedModels, settings: Settings) -> APIRouter:
             },
             "config": {
                 "batch_size": settings.max_batch_size,
-                "max_batch_tokens": settings.max_batch_tokens,
+                "max_batch_tokens": max((e.max_batch_tokens for e in engines),
+                                        default=settings.max_batch_tokens),
                 "timeout_ms": settings.batch_wait_ms,
                 "max_queue_size": settings.max_queue_size,
                 "request_timeout_s": settings.request_timeout,

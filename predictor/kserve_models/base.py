@@ -6,9 +6,10 @@ Subclasses set ``kind`` and implement ``_load_runner()``; their entry points sub
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kserve
@@ -44,7 +45,8 @@ class EngineModel(kserve.Model):
         self.runner.observe_stage = self.metrics.stage
         s = self.settings
         self.batcher = BatchEngine(
-            self.runner, max_batch_tokens=s.max_batch_tokens, max_batch_size=s.max_batch_size,
+            self.runner, max_batch_tokens=s.batch_tokens_for(self.runner.device),
+            max_batch_size=s.max_batch_size,
             max_wait_s=s.batch_wait_ms / 1000.0, max_queue_items=s.max_queue_size,
             request_timeout_s=s.request_timeout, name=f"{self.name}-engine",
             observer=self.metrics)
@@ -88,6 +90,22 @@ class EngineModel(kserve.Model):
         if not self.ready:
             raise NotReadyError(self.name)
 
+    # Up to this many characters, tokenising on the event loop (a fraction of a millisecond in
+    # the Rust tokenizer) is cheaper than the hop to a worker thread and back (1.7-2.5 ms
+    # measured on a busy 2-core machine); bigger requests go to a thread, so the loop stays free.
+    inline_tokenize_chars = 4096
+
+    async def tokenize(self, chars: int, tokenize: Callable[..., Any], *args: Any) -> Any:
+        """``tokenize(*args)`` for a request of ``chars`` characters, timed as the tokenise
+        stage: inline when small, else on the default executor."""
+        started = time.monotonic()
+        if chars <= self.inline_tokenize_chars:
+            result = tokenize(*args)
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(None, tokenize, *args)
+        self.metrics.stage("tokenize", time.monotonic() - started)
+        return result
+
     async def run(self, items: Sequence[Any]) -> list[Any]:
         try:
             return await self.batcher.submit(items, [len(item) for item in items])
@@ -108,7 +126,7 @@ class EngineModel(kserve.Model):
             summary |= {"queue_size": self.batcher.queue_size, **self.batcher.stats.summary()}
             summary["config"] = {
                 "device": self.runner.device, "fp16": self.runner.half,
-                "max_length": self.max_length, "max_batch_tokens": s.max_batch_tokens,
+                "max_length": self.max_length, "max_batch_tokens": self.batcher.max_batch_tokens,
                 "max_batch_size": s.max_batch_size, "batch_wait_ms": s.batch_wait_ms,
                 "max_queue_size": s.max_queue_size, "request_timeout_s": s.request_timeout}
         return summary

@@ -29,6 +29,7 @@ import torch
 from ..primitives import Embedding, EncodeItem, Output
 from .device import pad_batch, resolve_device, use_half
 from .m3 import model_max_length
+from .sub_batches import run_in_sub_batches
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +241,8 @@ def _load_dense_layer(model: str, spec: DenseLayerSpec) -> torch.nn.Module:
 class DenseRunner:
     # The engine splits a batch that fails with one of these and retries the halves.
     retryable_errors = (torch.cuda.OutOfMemoryError,)
+    # Set on CPU by the loader: batches are then split by length (sub_batches.py).
+    call_cost_tokens: float | None = None
 
     def __init__(self, model_name_or_path: str, config: DenseConfig, *,
                  device: str | None = None, use_fp16: bool = True):
@@ -300,6 +303,10 @@ class DenseRunner:
 
     # -- one batch (the engine's worker thread) ------------------------------------------
     def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
+        return run_in_sub_batches(items, [len(item.input_ids) for item in items],
+                                  self.call_cost_tokens, self._run_group)
+
+    def _run_group(self, items: Sequence[EncodeItem]) -> list[Embedding]:
         started = time.monotonic()
         try:
             dense = self._forward(items)
@@ -322,3 +329,9 @@ class DenseRunner:
         if self.config.normalize:
             vectors = torch.nn.functional.normalize(vectors, dim=-1)
         return vectors.detach().cpu().numpy().astype(np.float32, copy=False)
+
+    @torch.inference_mode()
+    def forward_shape(self, rows: int, width: int) -> None:
+        """A forward pass over ``rows`` x ``width`` placeholder tokens (warm-up, timing)."""
+        ids = torch.full((rows, width), self.pad_id, dtype=torch.long, device=self.device)
+        self.model(input_ids=ids, attention_mask=torch.ones_like(ids), return_dict=True)

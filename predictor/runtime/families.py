@@ -280,6 +280,18 @@ def _cap_max_length(runner: Any, spec: Any, model: str) -> Any:
     return runner
 
 
+def _split_batches_on_cpu(runner: Any, settings: Any) -> Any:
+    """On CPU, measure the forward call's fixed cost so batches can be split by length."""
+    if getattr(settings, "sub_batches", "auto") == "off" or runner.device != "cpu":
+        return runner
+    from .sub_batches import measure_call_cost
+
+    runner.call_cost_tokens = measure_call_cost(runner.forward_shape)
+    logger.info("%s: a forward call costs as much as %.0f tokens; batches are split by length "
+                "where padding costs more", type(runner).__name__, runner.call_cost_tokens)
+    return runner
+
+
 def load_embedder_runner(model: str, settings: Any, spec: Any = None, *,
                          fallback: str | None = None) -> Any:
     """The runner for an embedder: ``M3Runner`` for BGE-M3, else ``DenseRunner``."""
@@ -290,13 +302,13 @@ def load_embedder_runner(model: str, settings: Any, spec: Any = None, *,
 
         runner = M3Runner(model, device=settings.device, use_fp16=settings.use_fp16)
         runner.family = M3
-        return _cap_max_length(runner, spec, model)
+        return _split_batches_on_cpu(_cap_max_length(runner, spec, model), settings)
     from .dense import DenseRunner
 
     config = dense_config(model, detected, spec)
     logger.info("embedder %s: %s", model, config.describe())
     runner = DenseRunner(model, config, device=settings.device, use_fp16=settings.use_fp16)
-    return _cap_max_length(runner, spec, model)
+    return _split_batches_on_cpu(_cap_max_length(runner, spec, model), settings)
 
 
 def load_reranker_runner(model: str, settings: Any, spec: Any = None) -> Any:
@@ -312,4 +324,4 @@ def load_reranker_runner(model: str, settings: Any, spec: Any = None) -> Any:
     runner = CrossEncoderRunner(model, device=settings.device, use_fp16=settings.use_fp16,
                                 **kwargs)
     runner.family = CROSS_ENCODER
-    return _cap_max_length(runner, spec, model)
+    return _split_batches_on_cpu(_cap_max_length(runner, spec, model), settings)

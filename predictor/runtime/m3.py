@@ -19,6 +19,7 @@ import torch
 
 from ..primitives import Embedding, EncodeItem, Output, SparseVector
 from .device import pad_batch, resolve_device, use_half
+from .sub_batches import run_in_sub_batches
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 class M3Runner:
     # The engine splits a batch that fails with one of these and retries the halves.
     retryable_errors = (torch.cuda.OutOfMemoryError,)
+    # Fixed cost of a forward call in token-steps; set on CPU by the loader, which then splits
+    # batches by length (sub_batches.py). None: every batch is one forward call.
+    call_cost_tokens: float | None = None
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True):
@@ -78,6 +82,10 @@ class M3Runner:
 
     # -- one batch (the engine's worker thread) ------------------------------------------
     def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
+        return run_in_sub_batches(items, [len(item.input_ids) for item in items],
+                                  self.call_cost_tokens, self._run_group)
+
+    def _run_group(self, items: Sequence[EncodeItem]) -> list[Embedding]:
         started = time.monotonic()
         try:
             dense, weights, colbert = self._forward(items)
@@ -113,6 +121,13 @@ class M3Runner:
         dense = _to_numpy(out.get("dense_vecs"))
         weights = _to_numpy(out["sparse_vecs"].squeeze(-1)) if "sparse_vecs" in out else None
         return dense, weights, _to_numpy(out.get("colbert_vecs"))
+
+    @torch.inference_mode()
+    def forward_shape(self, rows: int, width: int) -> None:
+        """A forward pass over ``rows`` x ``width`` placeholder tokens (warm-up, timing)."""
+        ids = torch.full((rows, width), self.pad_id, dtype=torch.long, device=self.device)
+        self.model({"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+                   return_dense=True, return_sparse=True, return_colbert_vecs=True)
 
     def _lexical_weights(self, ids: np.ndarray, weights: np.ndarray) -> SparseVector:
         keep = (weights > 0) & ~np.isin(ids, self.unused_token_ids)
