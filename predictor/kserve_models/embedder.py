@@ -2,14 +2,13 @@
 
 ``load()`` builds the runner (FlagEmbedding loading) and the batching engine, then sets ``ready``.
 ``encode()`` is the one entry point every protocol uses (V1, V2 REST and gRPC, the JSON routes):
-it validates, tokenises off the event loop, queues the texts on the engine and maps sparse output.
+it validates, tokenises (on a thread when the request is large), queues the texts on the
+engine and maps sparse output.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,11 +86,8 @@ class EmbedderModel(EngineModel):
                     param="max_length")
             max_length = options.max_length
         mapping = options.sparse_mapping or self.settings.sparse_token_mapping
-        loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        ids = await loop.run_in_executor(None, self.runner.tokenize, texts, max_length,
-                                         options.truncate, options.input_type)
-        self.metrics.stage("tokenize", time.monotonic() - started)
+        ids = await self.tokenize(sum(map(len, texts)), self.runner.tokenize, texts, max_length,
+                                  options.truncate, options.input_type)
         if not options.truncate:
             for i, seq in enumerate(ids):
                 if len(seq) > max_length:

@@ -8,10 +8,8 @@ truncated on the document side (never the query; never dropped).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -85,12 +83,11 @@ class RerankerModel(EngineModel):
         if max_document_tokens is not None and max_document_tokens < 1:
             raise BadRequestError("max_tokens_per_doc must be at least 1.",
                                   param="max_tokens_per_doc")
-        loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        ids, truncated = await loop.run_in_executor(
-            None, self._pairs, queries, documents, max_length, max_document_tokens, truncate,
+        chars = sum(map(len, documents)) + sum(map(len, queries)) * (
+            len(documents) if len(queries) == 1 else 1)
+        ids, truncated = await self.tokenize(
+            chars, self._pairs, queries, documents, max_length, max_document_tokens, truncate,
             query_param, documents_param)
-        self.metrics.stage("tokenize", time.monotonic() - started)
         check_request_tokens(ids, self.settings.max_request_tokens, documents_param)
         logits = await self.run([ScoreItem(seq) for seq in ids])
         scores = [sigmoid(x) for x in logits] if normalize else list(logits)
