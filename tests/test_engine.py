@@ -41,7 +41,7 @@ async def test_results_come_back_in_order_and_batch_together():
     assert results == [[2, 4, 6], [8, 10]]
     assert sorted(x for b in runner.batches for x in b) == [1, 2, 3, 4, 5]
     assert len(runner.batches) == 1, "concurrent requests share one forward pass"
-    assert all(name.endswith("-worker_0") for name in runner.threads), "runs off the loop"
+    assert runner.threads == {"engine-worker"}, "runs on the engine's own thread, off the loop"
     await engine.stop()
 
 
@@ -166,4 +166,16 @@ async def test_out_of_memory_on_a_single_item_fails_only_that_request():
         await engine.submit([1], [5])
     runner.capacity = 4
     assert await engine.submit([2], [5]) == [4], "the engine keeps serving"
+    await engine.stop()
+
+
+async def test_the_worker_takes_the_next_batch_without_the_event_loop():
+    """A busy event loop (writing responses, say) must not leave the model idle."""
+    runner = RecordingRunner(delay=0.02)
+    engine = BatchEngine(runner, max_batch_tokens=10, max_batch_size=1, max_wait_s=0.0)
+    tasks = [asyncio.create_task(engine.submit([i], [5])) for i in range(3)]
+    await asyncio.sleep(0)  # the three requests queue their items
+    time.sleep(0.5)  # the loop is blocked; the worker runs batch after batch on its own
+    assert len(runner.batches) == 3
+    assert await asyncio.gather(*tasks) == [[0], [2], [4]]
     await engine.stop()

@@ -1,11 +1,12 @@
 """Dynamic batching on a padded-token budget.
 
-Requests from every route and protocol put their items here. The scheduler (a task on the
-event loop) groups waiting items into batches: items of similar length together to cut padding,
+Requests from every route and protocol put their items here. ONE dedicated worker thread takes
+batches from the queue and runs them: items of similar length together to cut padding,
 ``max_len * count <= max_batch_tokens`` and ``count <= max_batch_size``, after waiting at most
-``max_wait_s`` for company. The batch runs on ONE dedicated worker thread, so model work never
-blocks the event loop. The engine knows nothing of torch or HTTP: a ``BatchRunner`` turns a list
-of payloads into a list of results, one per payload.
+``max_wait_s`` for company. The worker takes the next batch itself the moment a batch is done,
+so model work never waits for the event loop (which may be busy writing responses), and never
+blocks it. Results go back to each request's event loop. The engine knows nothing of torch or
+HTTP: a ``BatchRunner`` turns a list of payloads into a list of results, one per payload.
 
 Fairness: every batch is built around the oldest waiting item, so no item waits behind an
 endless stream of better-fitting ones.
@@ -22,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -66,21 +67,21 @@ class BatchEngine:
         self.observer = observer
         self.stats = EngineStats()
         self.draining = False
+        # Shared by the event loop (submit, cancel) and the worker (take): guarded by _changed.
         self._waiting: dict[int, _Waiting] = {}  # insertion order == arrival order
         self._in_flight = 0
+        self._stopping = False
+        self._changed = threading.Condition()
         self._seq = itertools.count()
-        self._arrived: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._worker: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def _ensure_started(self) -> None:
-        if self._task is None or self._task.done():
-            self._arrived = asyncio.Event()
-            self._executor = self._executor or ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"{self.name}-worker")
-            self._task = asyncio.get_running_loop().create_task(
-                self._schedule(), name=f"{self.name}-scheduler")
+        if self._worker is None or not self._worker.is_alive():
+            self._stopping = False
+            self._worker = threading.Thread(target=self._work, name=f"{self.name}-worker",
+                                            daemon=True)
+            self._worker.start()
 
     def drain(self) -> None:
         """Take no new work; what is queued or running still completes."""
@@ -88,20 +89,17 @@ class BatchEngine:
 
     async def stop(self) -> None:
         self.draining = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        for item in self._waiting.values():
+        with self._changed:
+            self._stopping = True
+            waiting = list(self._waiting.values())
+            self._waiting.clear()
+            self._changed.notify_all()
+        for item in waiting:
             if not item.future.done():
                 item.future.set_exception(EngineDraining(f"{self.name} stopped"))
-        self._waiting.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.join)
+            self._worker = None
 
     @property
     def queue_size(self) -> int:
@@ -111,29 +109,31 @@ class BatchEngine:
     def idle(self) -> bool:
         return not self._waiting and not self._in_flight
 
-    # -- submitting ----------------------------------------------------------------------
+    # -- submitting (event loop) ---------------------------------------------------------
     async def submit(self, payloads: Sequence[Any], lengths: Sequence[int]) -> list[Any]:
         """Queue payloads (with their token lengths) and return their results in order."""
         if len(payloads) != len(lengths):
             raise ValueError("one length per payload")
         if self.draining:
             raise EngineDraining(f"{self.name} is shutting down")
-        if (self.max_queue_items is not None and self._waiting
-                and len(self._waiting) + len(payloads) > self.max_queue_items):
-            self.stats.rejected += 1
-            raise QueueFull(f"{len(self._waiting)} items already waiting "
-                            f"(bound {self.max_queue_items})")
-        self._ensure_started()
         loop = asyncio.get_running_loop()
         futures = []
-        for payload, length in zip(payloads, lengths, strict=True):
-            seq = next(self._seq)
-            fut = loop.create_future()
-            fut.add_done_callback(lambda f, seq=seq: self._forget(seq, f))
-            self._waiting[seq] = _Waiting(seq, max(1, int(length)), payload, fut)
-            futures.append(fut)
-        self._observe_depth()
-        self._arrived.set()
+        with self._changed:
+            if (self.max_queue_items is not None and self._waiting
+                    and len(self._waiting) + len(payloads) > self.max_queue_items):
+                self.stats.rejected += 1
+                raise QueueFull(f"{len(self._waiting)} items already waiting "
+                                f"(bound {self.max_queue_items})")
+            for payload, length in zip(payloads, lengths, strict=True):
+                seq = next(self._seq)
+                fut = loop.create_future()
+                fut.add_done_callback(lambda f, seq=seq: self._forget(seq, f))
+                self._waiting[seq] = _Waiting(seq, max(1, int(length)), payload, fut)
+                futures.append(fut)
+            depth = len(self._waiting)
+            self._changed.notify()
+        self._observe_depth(depth)
+        self._ensure_started()
         gathered = asyncio.gather(*futures)
         try:
             if self.request_timeout_s is None:
@@ -151,59 +151,64 @@ class BatchEngine:
         return list(results)
 
     def _forget(self, seq: int, fut: asyncio.Future) -> None:
-        if fut.cancelled() and self._waiting.pop(seq, None) is not None:
-            self._observe_depth()
+        if not fut.cancelled():
+            return
+        with self._changed:
+            removed = self._waiting.pop(seq, None) is not None
+            depth = len(self._waiting)
+        if removed:
+            self._observe_depth(depth)
 
-    def _observe_depth(self) -> None:
+    def _observe_depth(self, depth: int) -> None:
         if self.observer is not None:
-            self.observer.queue_depth(len(self._waiting))
+            self.observer.queue_depth(depth)
 
-    # -- scheduling ----------------------------------------------------------------------
-    async def _schedule(self) -> None:
-        loop = asyncio.get_running_loop()
+    # -- the worker thread ---------------------------------------------------------------
+    def _work(self) -> None:
         while True:
-            if not self._waiting:
-                self._arrived.clear()
-                await self._arrived.wait()
-                continue
-            oldest = next(iter(self._waiting.values()))
-            delay = oldest.enqueued + self.max_wait_s - time.monotonic()
-            if delay > 0 and not self._can_fill_batch():
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), delay)
-                except TimeoutError:
-                    pass
-                continue
-            batch = self._take_batch()
-            self._observe_depth()
-            self._in_flight = len(batch)
+            batch = self._next_batch()
+            if batch is None:
+                return
             try:
-                await self._run(loop, batch)
+                self._run(batch)
             finally:
                 self._in_flight = 0
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> None:
+    def _next_batch(self) -> list[_Waiting] | None:
+        """Block until a batch is due: full, or its oldest item has waited ``max_wait_s``."""
+        with self._changed:
+            while not self._stopping:
+                if not self._waiting:
+                    self._changed.wait()
+                    continue
+                oldest = next(iter(self._waiting.values()))
+                delay = oldest.enqueued + self.max_wait_s - time.monotonic()
+                if delay > 0 and not self._can_fill_batch():
+                    self._changed.wait(delay)
+                    continue
+                batch = self._take_batch()
+                self._in_flight = len(batch)
+                depth = len(self._waiting)
+                break
+            else:
+                return None
+        self._observe_depth(depth)
+        return batch
+
+    def _run(self, batch: list[_Waiting]) -> None:
         started = time.monotonic()
         waits = [started - item.enqueued for item in batch]
         tokens = sum(item.length for item in batch)
         padded = max(item.length for item in batch) * len(batch)
-        payloads = [item.payload for item in batch]
-        ok = True
         try:
-            results = await loop.run_in_executor(self._executor, self._run_splitting, payloads)
+            outcome: list[Any] | BaseException = self._run_splitting(
+                [item.payload for item in batch])
         except Exception as exc:  # the batch fails, the engine keeps serving
-            ok = False
+            outcome = exc
             self.stats.failed_batches += 1
             logger.exception("%s: batch of %d failed", self.name, len(batch))
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-        else:
-            for item, result in zip(batch, results, strict=True):
-                if not item.future.done():
-                    item.future.set_result(result)
         seconds = time.monotonic() - started
+        self._deliver(batch, outcome)
         stats = self.stats
         stats.batches += 1
         stats.batch_items += len(batch)
@@ -212,7 +217,24 @@ class BatchEngine:
         stats.padded_tokens += padded
         stats.busy_seconds += seconds
         if self.observer is not None:
-            self.observer.batch_done(len(batch), tokens, padded, waits, seconds, ok)
+            try:
+                self.observer.batch_done(len(batch), tokens, padded, waits, seconds,
+                                         not isinstance(outcome, BaseException))
+            except Exception:  # metrics must never stop the worker
+                logger.exception("%s: observer failed", self.name)
+
+    @staticmethod
+    def _deliver(batch: list[_Waiting], outcome: list[Any] | BaseException) -> None:
+        """Hand each result (or the batch's error) to its future, on that future's loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
+        for row, item in enumerate(batch):
+            result = outcome if isinstance(outcome, BaseException) else outcome[row]
+            by_loop.setdefault(item.future.get_loop(), []).append((item.future, result))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, pairs)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
 
     def _run_splitting(self, payloads: list[Any]) -> list[Any]:
         """Run on the worker thread; on a retryable error (OOM) split the batch and retry."""
@@ -263,3 +285,14 @@ class BatchEngine:
         for item in batch:
             del self._waiting[item.seq]
         return batch
+
+
+def _resolve(pairs: list[tuple[asyncio.Future, Any]]) -> None:
+    """On the event loop: set each future's result or exception, unless it is done (cancelled)."""
+    for fut, result in pairs:
+        if fut.done():
+            continue
+        if isinstance(result, BaseException):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)

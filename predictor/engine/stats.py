@@ -37,7 +37,7 @@ class EngineStats:
 
 
 class EngineObserver(Protocol):
-    """Hooks for metrics; called on the event loop thread."""
+    """Hooks for metrics; called from the event loop and the engine's worker thread."""
 
     def queue_depth(self, items: int) -> None: ...
 
