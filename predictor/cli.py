@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tune_glibc_malloc()
     logger.info("memory allocator: %s", loaded_allocator())
+    from .runtime.threads import set_torch_threads
+
+    set_torch_threads()
     settings = settings_from_args(args)
     if args.workers != 1:
         raise SystemExit("--workers must be 1: each process holds the models on its device; "
