@@ -35,6 +35,10 @@ def test_auto_reexecutes_the_same_command_with_jemalloc_preloaded(on_glibc_with_
     assert path == sys.executable and argv[1:] == sys.orig_argv[1:]
     assert env["LD_PRELOAD"] == "libjemalloc.so.2 libother.so" and env["PATH"] == "/bin"
     assert env["BGE_PREDICTOR_ALLOCATOR_REEXECUTED"] == "1"
+    assert env["MALLOC_CONF"] == "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+    with pytest.raises(Exec) as info:
+        use_jemalloc({"MALLOC_CONF": "narenas:2"}, execve=_fake_execve)
+    assert info.value.args[2]["MALLOC_CONF"] == "narenas:2", "the operator's settings win"
 
 
 @pytest.mark.parametrize("environ", [
