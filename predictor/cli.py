@@ -147,9 +147,10 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tune_glibc_malloc()
     logger.info("memory allocator: %s", loaded_allocator())
-    from .runtime.threads import set_torch_threads
+    from .runtime.threads import single_thread_here, torch_threads
 
-    set_torch_threads()
+    single_thread_here()  # model work runs on the engines' worker threads (runtime/threads.py)
+    logger.info("torch CPU threads per model worker: %d", torch_threads())
     settings = settings_from_args(args)
     if args.workers != 1:
         raise SystemExit("--workers must be 1: each process holds the models on its device; "

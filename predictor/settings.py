@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     max_batch_tokens: int | None = Field(
         None, gt=0, validation_alias=_env("max_batch_tokens", "MAX_BATCH_TOKENS"))
     max_batch_size: int = Field(64, gt=0, validation_alias=_env("max_batch_size", "MAX_BATCH_SIZE"))
-    batch_wait_ms: float = Field(2.0, ge=0, validation_alias=_env("batch_wait_ms", "BATCH_WAIT_MS"))
+    # 0: an idle engine runs a request at once; under load the queue fills while a batch runs.
+    batch_wait_ms: float = Field(0.0, ge=0, validation_alias=_env("batch_wait_ms", "BATCH_WAIT_MS"))
     # auto: on CPU, a batch is split by length where padding costs more than another forward
     # call (runtime/sub_batches.py); off: one forward call per batch.
     sub_batches: Literal["auto", "off"] = Field(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from predictor.runtime import threads
-from predictor.runtime.threads import cgroup_cpu_quota, set_torch_threads, usable_cpus
+from predictor.runtime.threads import cgroup_cpu_quota, torch_threads, usable_cpus, use_cpus_here
 
 
 def test_cgroup_v2_quota(tmp_path):
@@ -46,8 +46,33 @@ def restore_torch_threads():
     torch.set_num_threads(before)
 
 
-def test_torch_gets_the_usable_cpus_unless_the_operator_said(monkeypatch, restore_torch_threads):
+def test_workers_get_the_usable_cpus_unless_the_operator_said(monkeypatch,
+                                                              restore_torch_threads):
     monkeypatch.setattr(threads, "usable_cpus", lambda: 1)
-    assert set_torch_threads({}) == 1 == torch.get_num_threads()
-    torch.set_num_threads(2)
-    assert set_torch_threads({"OMP_NUM_THREADS": "2"}) == 2
+    assert torch_threads({}) == 1
+    assert torch_threads({"OMP_NUM_THREADS": "3"}) == 3
+    assert torch_threads({"OMP_NUM_THREADS": "bogus", "MKL_NUM_THREADS": "2"}) == 2
+    assert use_cpus_here({}) == 1 == torch.get_num_threads()
+
+
+def test_the_model_runs_on_a_worker_with_its_own_threads(m3_dir):
+    """load() starts the worker, which takes the CPUs and (on CPU) measures the call cost."""
+    from predictor.kserve_models.embedder import EmbedderModel
+    from predictor.settings import Settings
+
+    model = EmbedderModel("bge-m3", str(m3_dir),
+                          Settings(embedder=str(m3_dir), reranker="none", device="cpu"))
+    seen = {}
+    original = model._prepare_worker
+
+    def recording():
+        import threading
+
+        original()
+        seen["thread"] = threading.current_thread().name
+        seen["threads"] = torch.get_num_threads()
+
+    model._prepare_worker = recording
+    model.load()
+    assert seen == {"thread": "bge-m3-engine-worker", "threads": torch_threads()}
+    assert model.runner.call_cost_tokens is not None and model.runner.call_cost_tokens >= 0

@@ -25,7 +25,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,7 +54,10 @@ class BatchEngine:
     def __init__(self, runner: BatchRunner, *, max_batch_tokens: int = 16384,
                  max_batch_size: int = 64, max_wait_s: float = 0.002,
                  max_queue_items: int | None = None, request_timeout_s: float | None = None,
-                 name: str = "engine", observer: EngineObserver | None = None):
+                 name: str = "engine", observer: EngineObserver | None = None,
+                 on_worker_start: Callable[[], None] | None = None):
+        """``on_worker_start``: called on the worker thread before its first batch (the
+        runner's per-thread set-up: torch threads, warm-up); ``start()`` waits for it."""
         if max_batch_tokens < 1 or max_batch_size < 1 or max_wait_s < 0:
             raise ValueError("batch limits must be positive")
         self.runner = runner
@@ -65,6 +68,7 @@ class BatchEngine:
         self.request_timeout_s = request_timeout_s
         self.name = name
         self.observer = observer
+        self.on_worker_start = on_worker_start
         self.stats = EngineStats()
         self.draining = False
         # Shared by the event loop (submit, cancel) and the worker (take): guarded by _changed.
@@ -74,11 +78,21 @@ class BatchEngine:
         self._changed = threading.Condition()
         self._seq = itertools.count()
         self._worker: threading.Thread | None = None
+        self._worker_ready = threading.Event()
+        self._worker_start_error: BaseException | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker thread and wait for its set-up (blocking: call it at load time)."""
+        self._ensure_started()
+        self._worker_ready.wait()
+        if self._worker_start_error is not None:
+            raise self._worker_start_error
+
     def _ensure_started(self) -> None:
         if self._worker is None or not self._worker.is_alive():
             self._stopping = False
+            self._worker_ready.clear()
             self._worker = threading.Thread(target=self._work, name=f"{self.name}-worker",
                                             daemon=True)
             self._worker.start()
@@ -165,6 +179,15 @@ class BatchEngine:
 
     # -- the worker thread ---------------------------------------------------------------
     def _work(self) -> None:
+        self._worker_start_error = None
+        try:
+            if self.on_worker_start is not None:
+                self.on_worker_start()
+        except Exception as exc:  # start() reports it; the worker still serves
+            logger.exception("%s: worker set-up failed", self.name)
+            self._worker_start_error = exc
+        finally:
+            self._worker_ready.set()
         while True:
             batch = self._next_batch()
             if batch is None:

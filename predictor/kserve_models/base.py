@@ -49,13 +49,20 @@ class EngineModel(kserve.Model):
             max_batch_size=s.max_batch_size,
             max_wait_s=s.batch_wait_ms / 1000.0, max_queue_items=s.max_queue_size,
             request_timeout_s=s.request_timeout, name=f"{self.name}-engine",
-            observer=self.metrics)
+            observer=self.metrics, on_worker_start=self._prepare_worker)
+        self.batcher.start()
         self.load_seconds = time.monotonic() - started
         self.ready = True
         logger.info("%s %s loaded from %s on %s (fp16=%s, max_length=%d) in %.1fs", self.kind,
                     self.name, self.model_id, self.runner.device, self.runner.half,
                     self.runner.max_length, self.load_seconds)
         return self.ready
+
+    def _prepare_worker(self) -> None:
+        """On the engine's worker thread: torch threads, warm-up (runtime/worker.py)."""
+        from ..runtime.worker import prepare_worker
+
+        prepare_worker(self.runner)
 
     @property
     def max_length(self) -> int:

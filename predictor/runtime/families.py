@@ -281,14 +281,10 @@ def _cap_max_length(runner: Any, spec: Any, model: str) -> Any:
 
 
 def _split_batches_on_cpu(runner: Any, settings: Any) -> Any:
-    """On CPU, measure the forward call's fixed cost so batches can be split by length."""
-    if getattr(settings, "sub_batches", "auto") == "off" or runner.device != "cpu":
-        return runner
-    from .sub_batches import measure_call_cost
-
-    runner.call_cost_tokens = measure_call_cost(runner.forward_shape)
-    logger.info("%s: a forward call costs as much as %.0f tokens; batches are split by length "
-                "where padding costs more", type(runner).__name__, runner.call_cost_tokens)
+    """On CPU, ask the worker to measure the forward call's cost (runtime/worker.py), so that
+    batches are split by length."""
+    runner.split_by_length = (getattr(settings, "sub_batches", "auto") != "off"
+                              and runner.device == "cpu")
     return runner
 
 
