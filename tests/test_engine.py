@@ -179,3 +179,17 @@ async def test_the_worker_takes_the_next_batch_without_the_event_loop():
     assert len(runner.batches) == 3
     assert await asyncio.gather(*tasks) == [[0], [2], [4]]
     await engine.stop()
+
+
+async def test_engines_of_one_device_share_one_worker_thread():
+    from predictor.engine import EngineWorker
+
+    worker = EngineWorker("shared-worker")
+    a, b = RecordingRunner(), RecordingRunner()
+    first = BatchEngine(a, max_wait_s=0.0, worker=worker, name="a")
+    second = BatchEngine(b, max_wait_s=0.0, worker=worker, name="b")
+    assert await asyncio.gather(first.submit([1], [3]), second.submit([2], [3])) == [[2], [4]]
+    assert a.threads == b.threads == {"shared-worker"}
+    await first.stop()
+    assert await second.submit([5], [3]) == [10], "the other engine keeps the worker"
+    await second.stop()

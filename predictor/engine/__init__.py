@@ -3,6 +3,7 @@
 from .batcher import BatchEngine, BatchRunner
 from .errors import EngineDraining, EngineError, QueueFull, QueueTimeout
 from .stats import EngineObserver, EngineStats
+from .worker import EngineWorker
 
 __all__ = ["BatchEngine", "BatchRunner", "EngineDraining", "EngineError", "EngineObserver",
-           "EngineStats", "QueueFull", "QueueTimeout"]
+           "EngineStats", "EngineWorker", "QueueFull", "QueueTimeout"]

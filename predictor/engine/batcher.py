@@ -1,7 +1,8 @@
 """Dynamic batching on a padded-token budget.
 
-Requests from every route and protocol put their items here. ONE dedicated worker thread takes
-batches from the queue and runs them: items of similar length together to cut padding,
+Requests from every route and protocol put their items here. ONE worker thread (worker.py,
+shared by the engines of one device) takes batches from the queue and runs them: items of
+similar length together to cut padding,
 ``max_len * count <= max_batch_tokens`` and ``count <= max_batch_size``, after waiting at most
 ``max_wait_s`` for company. The worker takes the next batch itself the moment a batch is done,
 so model work never waits for the event loop (which may be busy writing responses), and never
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from .errors import EngineDraining, QueueFull, QueueTimeout
 from .stats import EngineObserver, EngineStats
+from .worker import EngineWorker
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,12 @@ class BatchEngine:
                  max_batch_size: int = 64, max_wait_s: float = 0.002,
                  max_queue_items: int | None = None, request_timeout_s: float | None = None,
                  name: str = "engine", observer: EngineObserver | None = None,
-                 on_worker_start: Callable[[], None] | None = None):
-        """``on_worker_start``: called on the worker thread before its first batch (the
-        runner's per-thread set-up: torch threads, warm-up); ``start()`` waits for it."""
+                 on_worker_start: Callable[[], None] | None = None,
+                 worker: EngineWorker | None = None):
+        """``worker``: the thread that runs the batches, shared with the other engines of the
+        device (worker.py); by default one of its own. ``on_worker_start``: called on that
+        thread before the first batch (the runner's per-thread set-up: torch threads,
+        warm-up); ``start()`` waits for it."""
         if max_batch_tokens < 1 or max_batch_size < 1 or max_wait_s < 0:
             raise ValueError("batch limits must be positive")
         self.runner = runner
@@ -71,31 +75,23 @@ class BatchEngine:
         self.on_worker_start = on_worker_start
         self.stats = EngineStats()
         self.draining = False
-        # Shared by the event loop (submit, cancel) and the worker (take): guarded by _changed.
+        self.worker = worker or EngineWorker(f"{name}-worker")
+        # Shared by the event loop (submit, cancel) and the worker (take): guarded by the
+        # worker's lock, which all its engines share.
+        self._changed = self.worker.lock
         self._waiting: dict[int, _Waiting] = {}  # insertion order == arrival order
         self._in_flight = 0
-        self._stopping = False
-        self._changed = threading.Condition()
         self._seq = itertools.count()
-        self._worker: threading.Thread | None = None
-        self._worker_ready = threading.Event()
-        self._worker_start_error: BaseException | None = None
+        self._set_up = False
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker thread and wait for its set-up (blocking: call it at load time)."""
-        self._ensure_started()
-        self._worker_ready.wait()
-        if self._worker_start_error is not None:
-            raise self._worker_start_error
-
-    def _ensure_started(self) -> None:
-        if self._worker is None or not self._worker.is_alive():
-            self._stopping = False
-            self._worker_ready.clear()
-            self._worker = threading.Thread(target=self._work, name=f"{self.name}-worker",
-                                            daemon=True)
-            self._worker.start()
+        """Attach to the worker and run the set-up there (blocking: call it at load time)."""
+        self.worker.attach(self)
+        if not self._set_up:
+            self._set_up = True
+            if self.on_worker_start is not None:
+                self.worker.run_setup(self.on_worker_start)
 
     def drain(self) -> None:
         """Take no new work; what is queued or running still completes."""
@@ -104,16 +100,14 @@ class BatchEngine:
     async def stop(self) -> None:
         self.draining = True
         with self._changed:
-            self._stopping = True
             waiting = list(self._waiting.values())
             self._waiting.clear()
-            self._changed.notify_all()
+        thread = self.worker.detach(self)
         for item in waiting:
             if not item.future.done():
                 item.future.set_exception(EngineDraining(f"{self.name} stopped"))
-        if self._worker is not None:
-            await asyncio.to_thread(self._worker.join)
-            self._worker = None
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
 
     @property
     def queue_size(self) -> int:
@@ -147,7 +141,7 @@ class BatchEngine:
             depth = len(self._waiting)
             self._changed.notify()
         self._observe_depth(depth)
-        self._ensure_started()
+        self.worker.attach(self)
         gathered = asyncio.gather(*futures)
         try:
             if self.request_timeout_s is None:
@@ -177,46 +171,14 @@ class BatchEngine:
         if self.observer is not None:
             self.observer.queue_depth(depth)
 
-    # -- the worker thread ---------------------------------------------------------------
-    def _work(self) -> None:
-        self._worker_start_error = None
-        try:
-            if self.on_worker_start is not None:
-                self.on_worker_start()
-        except Exception as exc:  # start() reports it; the worker still serves
-            logger.exception("%s: worker set-up failed", self.name)
-            self._worker_start_error = exc
-        finally:
-            self._worker_ready.set()
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            try:
-                self._run(batch)
-            finally:
-                self._in_flight = 0
-
-    def _next_batch(self) -> list[_Waiting] | None:
-        """Block until a batch is due: full, or its oldest item has waited ``max_wait_s``."""
-        with self._changed:
-            while not self._stopping:
-                if not self._waiting:
-                    self._changed.wait()
-                    continue
-                oldest = next(iter(self._waiting.values()))
-                delay = oldest.enqueued + self.max_wait_s - time.monotonic()
-                if delay > 0 and not self._can_fill_batch():
-                    self._changed.wait(delay)
-                    continue
-                batch = self._take_batch()
-                self._in_flight = len(batch)
-                depth = len(self._waiting)
-                break
-            else:
-                return None
+    # -- on the worker thread ------------------------------------------------------------
+    def _run_taken(self, batch: list[_Waiting], depth: int) -> None:
+        """Run a batch the worker took from this engine (worker.py)."""
         self._observe_depth(depth)
-        return batch
+        try:
+            self._run(batch)
+        finally:
+            self._in_flight = 0
 
     def _run(self, batch: list[_Waiting]) -> None:
         started = time.monotonic()

@@ -14,12 +14,22 @@ from typing import Any
 
 import kserve
 
-from ..engine import BatchEngine, EngineDraining, QueueFull, QueueTimeout
+from ..engine import BatchEngine, EngineDraining, EngineWorker, QueueFull, QueueTimeout
 from ..errors import ApiError, NotReadyError, OverloadedError, QueueFullError
 from ..metrics import EngineMetrics
 from ..settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+# One worker thread per device for all models on it (engine/worker.py says why).
+_DEVICE_WORKERS: dict[str, EngineWorker] = {}
+
+
+def device_worker(device: str) -> EngineWorker:
+    if device not in _DEVICE_WORKERS:
+        _DEVICE_WORKERS[device] = EngineWorker(f"{device}-worker")
+    return _DEVICE_WORKERS[device]
 
 
 class EngineModel(kserve.Model):
@@ -49,7 +59,8 @@ class EngineModel(kserve.Model):
             max_batch_size=s.max_batch_size,
             max_wait_s=s.batch_wait_ms / 1000.0, max_queue_items=s.max_queue_size,
             request_timeout_s=s.request_timeout, name=f"{self.name}-engine",
-            observer=self.metrics, on_worker_start=self._prepare_worker)
+            observer=self.metrics, on_worker_start=self._prepare_worker,
+            worker=device_worker(self.runner.device))
         self.batcher.start()
         self.load_seconds = time.monotonic() - started
         self.ready = True
