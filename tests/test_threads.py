@@ -75,4 +75,5 @@ def test_the_model_runs_on_a_worker_with_its_own_threads(m3_dir):
     model._prepare_worker = recording
     model.load()
     assert seen == {"thread": "cpu-worker", "threads": torch_threads()}
-    assert model.runner.call_cost_tokens is not None and model.runner.call_cost_tokens >= 0
+    splitter = model.batcher.runner
+    assert splitter.call_cost_tokens is not None and splitter.call_cost_tokens >= 0

@@ -54,8 +54,13 @@ class EngineModel(kserve.Model):
         self.runner = self._load_runner()
         self.runner.observe_stage = self.metrics.stage
         s = self.settings
+        batch_runner = self.runner
+        if s.sub_batches != "off" and self.runner.device == "cpu":
+            from ..runtime.sub_batches import SplitByLength
+
+            batch_runner = SplitByLength(self.runner)
         self.batcher = BatchEngine(
-            self.runner, max_batch_tokens=s.batch_tokens_for(self.runner.device),
+            batch_runner, max_batch_tokens=s.batch_tokens_for(self.runner.device),
             max_batch_size=s.max_batch_size,
             max_wait_s=s.batch_wait_ms / 1000.0, max_queue_items=s.max_queue_size,
             request_timeout_s=s.request_timeout, name=f"{self.name}-engine",
@@ -73,7 +78,7 @@ class EngineModel(kserve.Model):
         """On the engine's worker thread: torch threads, warm-up (runtime/worker.py)."""
         from ..runtime.worker import prepare_worker
 
-        prepare_worker(self.runner)
+        prepare_worker(self.batcher.runner)
 
     @property
     def max_length(self) -> int:

@@ -21,14 +21,11 @@ import torch
 from ..primitives import ScoreItem
 from .device import pad_batch, resolve_device, use_half
 from .m3 import model_max_length
-from .sub_batches import run_in_sub_batches
 
 
 class CrossEncoderRunner:
     # The engine splits a batch that fails with one of these and retries the halves.
     retryable_errors = (torch.cuda.OutOfMemoryError,)
-    # Set on CPU by the loader: batches are then split by length (sub_batches.py).
-    call_cost_tokens: float | None = None
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True, trust_remote_code: bool = False):
@@ -85,10 +82,6 @@ class CrossEncoderRunner:
         return sep
 
     # -- one batch (the engine's worker thread) ------------------------------------------
-    def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
-        return run_in_sub_batches(items, [len(item.input_ids) for item in items],
-                                  self.call_cost_tokens, self._run_group)
-
     @torch.inference_mode()
     def forward_shape(self, rows: int, width: int) -> None:
         """A forward pass over ``rows`` x ``width`` placeholder tokens (warm-up, timing)."""
@@ -96,7 +89,7 @@ class CrossEncoderRunner:
         self.model(input_ids=ids, attention_mask=torch.ones_like(ids), return_dict=True)
 
     @torch.inference_mode()
-    def _run_group(self, items: Sequence[ScoreItem]) -> list[float]:
+    def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
         started = time.monotonic()
         ids, mask = pad_batch([item.input_ids for item in items], self.pad_id, self.device)
         extra = {}

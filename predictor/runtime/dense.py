@@ -29,7 +29,6 @@ import torch
 from ..primitives import Embedding, EncodeItem, Output
 from .device import pad_batch, resolve_device, use_half
 from .m3 import model_max_length
-from .sub_batches import run_in_sub_batches
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +240,6 @@ def _load_dense_layer(model: str, spec: DenseLayerSpec) -> torch.nn.Module:
 class DenseRunner:
     # The engine splits a batch that fails with one of these and retries the halves.
     retryable_errors = (torch.cuda.OutOfMemoryError,)
-    # Set on CPU by the loader: batches are then split by length (sub_batches.py).
-    call_cost_tokens: float | None = None
 
     def __init__(self, model_name_or_path: str, config: DenseConfig, *,
                  device: str | None = None, use_fp16: bool = True):
@@ -303,10 +300,6 @@ class DenseRunner:
 
     # -- one batch (the engine's worker thread) ------------------------------------------
     def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
-        return run_in_sub_batches(items, [len(item.input_ids) for item in items],
-                                  self.call_cost_tokens, self._run_group)
-
-    def _run_group(self, items: Sequence[EncodeItem]) -> list[Embedding]:
         started = time.monotonic()
         try:
             dense = self._forward(items)

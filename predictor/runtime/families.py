@@ -280,14 +280,6 @@ def _cap_max_length(runner: Any, spec: Any, model: str) -> Any:
     return runner
 
 
-def _split_batches_on_cpu(runner: Any, settings: Any) -> Any:
-    """On CPU, ask the worker to measure the forward call's cost (runtime/worker.py), so that
-    batches are split by length."""
-    runner.split_by_length = (getattr(settings, "sub_batches", "auto") != "off"
-                              and runner.device == "cpu")
-    return runner
-
-
 def load_embedder_runner(model: str, settings: Any, spec: Any = None, *,
                          fallback: str | None = None) -> Any:
     """The runner for an embedder: ``M3Runner`` for BGE-M3, else ``DenseRunner``."""
@@ -298,13 +290,13 @@ def load_embedder_runner(model: str, settings: Any, spec: Any = None, *,
 
         runner = M3Runner(model, device=settings.device, use_fp16=settings.use_fp16)
         runner.family = M3
-        return _split_batches_on_cpu(_cap_max_length(runner, spec, model), settings)
+        return _cap_max_length(runner, spec, model)
     from .dense import DenseRunner
 
     config = dense_config(model, detected, spec)
     logger.info("embedder %s: %s", model, config.describe())
     runner = DenseRunner(model, config, device=settings.device, use_fp16=settings.use_fp16)
-    return _split_batches_on_cpu(_cap_max_length(runner, spec, model), settings)
+    return _cap_max_length(runner, spec, model)
 
 
 def load_reranker_runner(model: str, settings: Any, spec: Any = None) -> Any:
@@ -320,4 +312,4 @@ def load_reranker_runner(model: str, settings: Any, spec: Any = None) -> Any:
     runner = CrossEncoderRunner(model, device=settings.device, use_fp16=settings.use_fp16,
                                 **kwargs)
     runner.family = CROSS_ENCODER
-    return _split_batches_on_cpu(_cap_max_length(runner, spec, model), settings)
+    return _cap_max_length(runner, spec, model)

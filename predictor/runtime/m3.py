@@ -19,7 +19,6 @@ import torch
 
 from ..primitives import Embedding, EncodeItem, Output, SparseVector
 from .device import pad_batch, resolve_device, use_half
-from .sub_batches import run_in_sub_batches
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +26,6 @@ logger = logging.getLogger(__name__)
 class M3Runner:
     # The engine splits a batch that fails with one of these and retries the halves.
     retryable_errors = (torch.cuda.OutOfMemoryError,)
-    # Fixed cost of a forward call in token-steps; set on CPU by the loader, which then splits
-    # batches by length (sub_batches.py). None: every batch is one forward call.
-    call_cost_tokens: float | None = None
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True):
@@ -82,10 +78,6 @@ class M3Runner:
 
     # -- one batch (the engine's worker thread) ------------------------------------------
     def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
-        return run_in_sub_batches(items, [len(item.input_ids) for item in items],
-                                  self.call_cost_tokens, self._run_group)
-
-    def _run_group(self, items: Sequence[EncodeItem]) -> list[Embedding]:
         started = time.monotonic()
         try:
             dense, weights, colbert = self._forward(items)

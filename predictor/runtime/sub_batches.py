@@ -7,14 +7,14 @@ were padding). On CPU, where there is no parallel hardware idling on a small bat
 the batch by length is cheaper as soon as the padding saved outweighs the extra call's fixed
 cost. ``plan`` finds the cheapest split exactly (dynamic programming over the sorted lengths,
 at most a few thousand steps for a 64-row batch); GPUs reward big batches more than they are
-hurt by padding, so the runners only plan on CPU.
+hurt by padding, so only CPU engines wrap their runner in ``SplitByLength``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -62,6 +62,27 @@ def run_in_sub_batches(items: Sequence[T], lengths: Sequence[int],
         for index, result in zip(group, run([items[i] for i in group]), strict=True):
             results[index] = result
     return results  # type: ignore[return-value]
+
+
+class SplitByLength:
+    """Runs a runner's batches as the sub-batches ``plan`` finds (the engine's runner on CPU).
+
+    ``call_cost_tokens`` is None until ``measure()`` ran on the worker thread: a batch is then
+    one call, as it is for the wrapped runner itself.
+    """
+
+    def __init__(self, runner: Any):
+        self.runner = runner
+        self.retryable_errors = tuple(getattr(runner, "retryable_errors", ()))
+        self.call_cost_tokens: float | None = None
+
+    def measure(self) -> float:
+        self.call_cost_tokens = measure_call_cost(self.runner.forward_shape)
+        return self.call_cost_tokens
+
+    def run_batch(self, items: Sequence[Any]) -> list[Any]:
+        return run_in_sub_batches(items, [len(item) for item in items], self.call_cost_tokens,
+                                  self.runner.run_batch)
 
 
 def measure_call_cost(forward: Callable[[int, int], object], *, width: int = 16,

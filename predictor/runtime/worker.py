@@ -1,7 +1,7 @@
 """What a model's engine worker thread does once, before its first batch.
 
 1. Take the CPUs for torch on this thread (runtime/threads.py: why not on the main thread).
-2. On CPU, when the loader asked for it, measure the forward call's fixed cost here, on the
+2. On CPU, unless ``--sub_batches off``, measure the forward call's fixed cost here, on the
    thread and with the threads that will run the batches, so batches can be split by length
    (runtime/sub_batches.py). This is also the model's warm-up.
 """
@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .sub_batches import measure_call_cost
+from .sub_batches import SplitByLength
 from .threads import use_cpus_here
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_worker(runner: Any) -> None:
+    """``runner``: the engine's runner, a ``SplitByLength`` on CPU (then measured here)."""
     threads = use_cpus_here()
-    if getattr(runner, "split_by_length", False):
-        runner.call_cost_tokens = measure_call_cost(runner.forward_shape)
+    if isinstance(runner, SplitByLength):
+        cost = runner.measure()
         logger.info("%s on %d threads: a forward call costs as much as %.0f tokens; batches "
-                    "are split by length where padding costs more", type(runner).__name__,
-                    threads, runner.call_cost_tokens)
+                    "are split by length where padding costs more",
+                    type(runner.runner).__name__, threads, cost)
