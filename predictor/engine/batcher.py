@@ -80,7 +80,6 @@ class BatchEngine:
         # worker's lock, which all its engines share.
         self._changed = self.worker.lock
         self._waiting: dict[int, _Waiting] = {}  # insertion order == arrival order
-        self._in_flight = 0
         self._seq = itertools.count()
         self._set_up = False
 
@@ -112,10 +111,6 @@ class BatchEngine:
     @property
     def queue_size(self) -> int:
         return len(self._waiting)
-
-    @property
-    def idle(self) -> bool:
-        return not self._waiting and not self._in_flight
 
     # -- submitting (event loop) ---------------------------------------------------------
     async def submit(self, payloads: Sequence[Any], lengths: Sequence[int]) -> list[Any]:
@@ -175,10 +170,7 @@ class BatchEngine:
     def _run_taken(self, batch: list[_Waiting], depth: int) -> None:
         """Run a batch the worker took from this engine (worker.py)."""
         self._observe_depth(depth)
-        try:
-            self._run(batch)
-        finally:
-            self._in_flight = 0
+        self._run(batch)
 
     def _run(self, batch: list[_Waiting]) -> None:
         started = time.monotonic()

@@ -83,7 +83,6 @@ class EngineWorker:
                 engine, delay = self._due_engine()
                 if engine is not None:
                     batch = engine._take_batch()
-                    engine._in_flight = len(batch)
                     depth = len(engine._waiting)
                     return lambda: engine._run_taken(batch, depth)
                 self.lock.wait(delay)
