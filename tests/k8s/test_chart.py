@@ -113,9 +113,17 @@ CASES: dict[str, dict[str, Any]] = {
     "kserve-monitoring": merge(KSERVE, MONITORING),
     "kserve-scheduling": merge(KSERVE, SCHEDULING),
     "kserve-external-runtime": merge(
-        KSERVE, {"kserve": {"servingRuntime": {"create": False, "name": "bge-embedder"}}},
+        KSERVE, {"kserve": {"servingRuntime": {"create": False}}},
+        {"embedder": {"runtime": "bge-embedder"}, "reranker": {"runtime": "bge-reranker"}},
+    ),
+    "kserve-external-runtime-auto-select": merge(
+        KSERVE, {"kserve": {"servingRuntime": {"create": False}}},
         {"reranker": {"enabled": False}},
     ),
+    "standalone-no-hpa": {c: {"hpa": {"enabled": False}, "replicas": 2} for c in COMPONENTS},
+    "kserve-no-hpa": merge(KSERVE, {c: {"hpa": {"enabled": False}} for c in COMPONENTS}),
+    "standalone-openshift": {"runAsFixedUser": False},
+    "kserve-openshift": merge(KSERVE, {"runAsFixedUser": False}),
     "kserve-pvc-existing": merge(
         KSERVE, {"modelCache": {"persistence": {"enabled": True, "existingClaim": "hf-cache"}}}
     ),
@@ -329,8 +337,11 @@ def test_container_hardened(case):
     for component in enabled(merged):
         _, pod, container = workload(case, component)
         psc = pod["securityContext"]
-        assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 1000
-        assert psc["fsGroup"] == 1000
+        assert psc["runAsNonRoot"] is True
+        if merged["runAsFixedUser"]:
+            assert psc["runAsUser"] == 1000 and psc["fsGroup"] == 1000
+        else:
+            assert "runAsUser" not in psc and "fsGroup" not in psc
         assert psc["seccompProfile"]["type"] == "RuntimeDefault"
         sc = container["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True
@@ -519,8 +530,9 @@ def test_inference_services(kserve_case):
     case = kserve_case
     merged = case["merged"]
     runtimes = {r["metadata"]["name"]: r for r in by_kind(case["objs"], "ServingRuntime")}
+    create = merged["kserve"]["servingRuntime"]["create"]
     runtime_name = merged["kserve"]["servingRuntime"]["name"] or FULLNAME
-    if merged["kserve"]["servingRuntime"]["create"]:
+    if create:
         runtime = runtimes[runtime_name]
         (container,) = runtime["spec"]["containers"]
         assert container["name"] == "kserve-container"
@@ -531,7 +543,10 @@ def test_inference_services(kserve_case):
         isvc, predictor, model = workload(case, component)
         annotations = isvc["metadata"]["annotations"]
         assert annotations["serving.kserve.io/deploymentMode"] == "Standard"
-        assert model["runtime"] == runtime_name
+        if create:
+            assert model["runtime"] == runtime_name
+        else:  # the component's runtime, or none named: KServe picks by model format
+            assert model.get("runtime", "") == merged[component]["runtime"]
         assert model["modelFormat"]["name"] == f"bge-{component}"
         if runtime_name in runtimes:
             formats = runtimes[runtime_name]["spec"]["supportedModelFormats"]
