@@ -20,11 +20,10 @@ import socket
 import subprocess
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-import requests
+import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,8 +130,9 @@ class LiveApiServer:
         self.token = secrets.token_hex(16)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.url = ""
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {self.token}"
+        # verify=False: the serving certificate is self-signed, and this is loopback.
+        self.session = httpx.Client(verify=False, timeout=60,
+                                    headers={"Authorization": f"Bearer {self.token}"})
         self._resources: dict[str, dict[str, tuple[str, bool]]] = {}
 
     # lifecycle
@@ -177,7 +177,7 @@ class LiveApiServer:
                 if resp.status_code == 200:
                     return self
                 last = resp.text[-300:]
-            except requests.RequestException as err:
+            except httpx.HTTPError as err:
                 last = str(err)
             time.sleep(0.5)
         raise RuntimeError(f"kube-apiserver not ready in {START_TIMEOUT_S:.0f}s: {last}\n"
@@ -203,13 +203,8 @@ class LiveApiServer:
         path = self.dir / f"{name}.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning for loopback
-            # verify=False per request (a REQUESTS_CA_BUNDLE in the environment would win over
-            # the session's): the serving certificate is self-signed, and this is loopback.
-            return self.session.request(method, self.url + path, timeout=60, verify=False,
-                                        **kwargs)
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.session.request(method, self.url + path, **kwargs)
 
     # API
 
@@ -238,7 +233,7 @@ class LiveApiServer:
         path = f"{base}{ns}/{plural}/{obj['metadata']['name']}"
         resp = self._request(
             "PATCH", path, params={"fieldManager": "bge-tests", "force": "true"},
-            data=yaml.safe_dump(obj).encode(),
+            content=yaml.safe_dump(obj).encode(),
             headers={"Content-Type": "application/apply-patch+yaml"},
         )
         if resp.status_code not in (200, 201):
