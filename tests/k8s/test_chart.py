@@ -5,6 +5,7 @@ check what the deployment depends on (GPU, probes, scaling, disruption budget, a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -132,6 +133,12 @@ CASES: dict[str, dict[str, Any]] = {
     "kserve-reranker-only": merge(KSERVE, {"embedder": {"enabled": False}}),
     "none-enabled": {"embedder": {"enabled": False}, "reranker": {"enabled": False}},
 }
+
+
+# The full value set the live API-server test applies too (one file, so features add to it).
+FULL = yaml.safe_load((Path(__file__).parent / "values-full.yaml").read_text())
+CASES["standalone-full"] = merge(FULL, {"mode": "standalone"})
+CASES["kserve-full"] = merge(FULL, KSERVE)
 
 
 STANDALONE_CASES = sorted(n for n, v in CASES.items() if v.get("mode") != "kserve")
@@ -291,12 +298,16 @@ def test_gpu_resources(case):
         resources = container.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         env = env_map(container.get("env"))
+        own = merged[component].get("gpu") or {}
+        name = own.get("resourceName") or merged["gpu"]["resourceName"]
+        count = own.get("count") or merged["gpu"]["count"]
+        gpus = {k for k in {**limits, **requests} if k.endswith("/gpu")}
         if gpu_on(merged, component):
-            assert limits.get("nvidia.com/gpu") == 1, resources
-            assert requests.get("nvidia.com/gpu") == 1, resources
+            assert limits.get(name) == count and requests.get(name) == count, resources
+            assert gpus == {name}, resources
             want_device = merged[component]["device"] or "cuda"
         else:
-            assert "nvidia.com/gpu" not in limits and "nvidia.com/gpu" not in requests, resources
+            assert gpus == set(), resources
             want_device = merged[component]["device"] or "cpu"
         assert env["DEVICE"]["value"] == want_device
 
