@@ -176,3 +176,113 @@ def test_committed_crds_name_their_kserve_ref() -> None:
         assert (folder / name).read_text().lstrip("-\n").startswith("apiVersion: apiextensions")
     source = (folder / "SOURCE.md").read_text()
     assert "KServe ref: `" in source and "config/crd/full" in source
+
+
+# --- kind-e2e.sh, dry run -----------------------------------------------------------------
+
+
+def _kind_dry_run(**env: str) -> list[list[str]]:
+    """The commands kind-e2e.sh would run (DRY_RUN=1: printed, none run), split into words."""
+    import shlex
+
+    assert BASH
+    proc = subprocess.run(
+        [BASH, str(KIND_E2E)], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DRY_RUN": "1", "PYTHON": "python3", **env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line.startswith("+ ")]
+
+
+def _flag_values(cmd: list[str], flag: str) -> list[str]:
+    return [cmd[i + 1] for i, word in enumerate(cmd[:-1]) if word == flag]
+
+
+def _helm_installs(cmds: list[list[str]]) -> list[tuple[str, list[str]]]:
+    """("release chart", the helm upgrade --install command), in order."""
+    return [(f"{c[3]} {c[4]}", c) for c in cmds if c[:3] == ["helm", "upgrade", "--install"]]
+
+
+def test_kind_e2e_dry_run_changes_nothing(tmp_path: Path) -> None:
+    cmds = _kind_dry_run(TMPDIR=str(tmp_path))
+    assert cmds and ["kind", "create", "cluster"] == cmds[1][:3]
+    assert list(tmp_path.iterdir()) == []  # its work folder is gone again
+
+
+@pytest.mark.parametrize(
+    ("version", "chart", "mode"),
+    [
+        ("v0.17.1", "kserve-resources", "Standard"),
+        ("v0.20.0", "kserve-resources", "Standard"),
+        ("v0.16.0", "kserve", "Standard"),
+        ("v0.15.2", "kserve", "RawDeployment"),
+    ],
+)
+def test_kind_e2e_installs_kserve_charts_that_exist(version: str, chart: str, mode: str) -> None:
+    """From v0.17 KServe publishes kserve-crd + kserve-resources; v0.16 was the last "kserve"."""
+    installs = dict(_helm_installs(_kind_dry_run(KSERVE_VERSION=version)))
+    crd = installs["kserve-crd oci://ghcr.io/kserve/charts/kserve-crd"]
+    controller = installs[f"kserve oci://ghcr.io/kserve/charts/{chart}"]
+    for cmd in (crd, controller):
+        assert _flag_values(cmd, "--version") == [version]
+    assert f"kserve.controller.deploymentMode={mode}" in controller
+    predictor = [c for k, c in _helm_installs(_kind_dry_run(KSERVE_VERSION=version))
+                 if k.endswith("charts/bge-predictor")]
+    assert predictor and all(f"kserve.deploymentMode={mode}" in c for c in predictor)
+
+
+def test_kind_e2e_deploys_both_modes_as_shipped_and_runs_helm_test() -> None:
+    cmds = _kind_dry_run()
+    installs = [c for k, c in _helm_installs(cmds) if k.endswith("charts/bge-predictor")]
+    modes = {v.removeprefix("mode=") for c in installs for v in _flag_values(c, "--set")
+             if v.startswith("mode=")}
+    assert modes == {"kserve", "standalone"}
+    for cmd in installs:
+        sets = _flag_values(cmd, "--set")
+        assert not [s for s in sets if ".hpa.enabled=" in s or ".pdb.enabled=" in s], sets
+        (ns,) = _flag_values(cmd, "--namespace")
+        assert ["helm", "test", cmd[3], "--namespace", ns] in [c[:5] for c in cmds]
+    e2e = [c for c in cmds if c[0] == "env" and "tests/e2e" in " ".join(c)]
+    assert len(e2e) == 2
+
+
+def test_kind_e2e_waits_longer_than_the_startup_allowance() -> None:
+    import yaml
+
+    values = yaml.safe_load((ROOT / "charts" / "bge-predictor" / "values.yaml").read_text())
+    probe = values["embedder"]["startupProbe"]
+    allowance = probe["failureThreshold"] * probe["periodSeconds"]
+    waits = [c for c in _kind_dry_run() if c[:3] == ["kubectl", "-n", c[2]] and (
+        "wait" in c or "rollout" in c) and "kserve-controller-manager" not in " ".join(c)]
+    assert len(waits) == 4
+    for cmd in waits:
+        (timeout,) = _flag_values(cmd, "--timeout")
+        assert int(timeout.removesuffix("s")) > allowance, cmd
+
+
+def test_kind_e2e_needs_no_host_path_for_a_remote_docker() -> None:
+    """No kind extraMounts (a path on this machine, absent where a remote engine runs):
+    the models are streamed onto the node through the Docker API."""
+    assert "extraMounts" not in KIND_E2E.read_text()
+    cmds = _kind_dry_run(DOCKER_HOST="tcp://docker.example.com:2376")
+    assert any(c[:2] == ["docker", "cp"] and "|" in c for c in cmds)
+    assert not any("-v" in c for c in cmds if c[0] == "docker")
+
+
+@pytest.mark.parametrize(
+    ("image", "want"),
+    [
+        ("localhost:5000/bge-predictor", ["image.repository=localhost:5000/bge-predictor",
+                                          "image.tag=latest"]),
+        ("localhost:5000/ml/bge:1.2", ["image.repository=localhost:5000/ml/bge",
+                                       "image.tag=1.2"]),
+        ("bge-predictor:e2e", ["image.repository=bge-predictor", "image.tag=e2e"]),
+        ("reg.example.com/bge@sha256:abc", ["image.repository=reg.example.com/bge",
+                                            "image.digest=sha256:abc"]),
+    ],
+)
+def test_kind_e2e_splits_image_references(image: str, want: list[str]) -> None:
+    cmds = _kind_dry_run(IMAGE=image, MODES="standalone")
+    (install,) = [c for k, c in _helm_installs(cmds) if k.endswith("bge-predictor")]
+    sets = [s for s in _flag_values(install, "--set") if s.startswith("image.")]
+    assert sorted(s for s in sets if "pullPolicy" not in s) == sorted(want)

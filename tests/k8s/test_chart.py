@@ -5,6 +5,7 @@ check what the deployment depends on (GPU, probes, scaling, disruption budget, a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -113,9 +114,17 @@ CASES: dict[str, dict[str, Any]] = {
     "kserve-monitoring": merge(KSERVE, MONITORING),
     "kserve-scheduling": merge(KSERVE, SCHEDULING),
     "kserve-external-runtime": merge(
-        KSERVE, {"kserve": {"servingRuntime": {"create": False, "name": "bge-embedder"}}},
+        KSERVE, {"kserve": {"servingRuntime": {"create": False}}},
+        {"embedder": {"runtime": "bge-embedder"}, "reranker": {"runtime": "bge-reranker"}},
+    ),
+    "kserve-external-runtime-auto-select": merge(
+        KSERVE, {"kserve": {"servingRuntime": {"create": False}}},
         {"reranker": {"enabled": False}},
     ),
+    "standalone-no-hpa": {c: {"hpa": {"enabled": False}, "replicas": 2} for c in COMPONENTS},
+    "kserve-no-hpa": merge(KSERVE, {c: {"hpa": {"enabled": False}} for c in COMPONENTS}),
+    "standalone-openshift": {"runAsFixedUser": False},
+    "kserve-openshift": merge(KSERVE, {"runAsFixedUser": False}),
     "kserve-pvc-existing": merge(
         KSERVE, {"modelCache": {"persistence": {"enabled": True, "existingClaim": "hf-cache"}}}
     ),
@@ -124,6 +133,12 @@ CASES: dict[str, dict[str, Any]] = {
     "kserve-reranker-only": merge(KSERVE, {"embedder": {"enabled": False}}),
     "none-enabled": {"embedder": {"enabled": False}, "reranker": {"enabled": False}},
 }
+
+
+# The full value set the live API-server test applies too (one file, so features add to it).
+FULL = yaml.safe_load((Path(__file__).parent / "values-full.yaml").read_text())
+CASES["standalone-full"] = merge(FULL, {"mode": "standalone"})
+CASES["kserve-full"] = merge(FULL, KSERVE)
 
 
 STANDALONE_CASES = sorted(n for n, v in CASES.items() if v.get("mode") != "kserve")
@@ -283,12 +298,16 @@ def test_gpu_resources(case):
         resources = container.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         env = env_map(container.get("env"))
+        own = merged[component].get("gpu") or {}
+        name = own.get("resourceName") or merged["gpu"]["resourceName"]
+        count = own.get("count") or merged["gpu"]["count"]
+        gpus = {k for k in {**limits, **requests} if k.endswith("/gpu")}
         if gpu_on(merged, component):
-            assert limits.get("nvidia.com/gpu") == 1, resources
-            assert requests.get("nvidia.com/gpu") == 1, resources
+            assert limits.get(name) == count and requests.get(name) == count, resources
+            assert gpus == {name}, resources
             want_device = merged[component]["device"] or "cuda"
         else:
-            assert "nvidia.com/gpu" not in limits and "nvidia.com/gpu" not in requests, resources
+            assert gpus == set(), resources
             want_device = merged[component]["device"] or "cpu"
         assert env["DEVICE"]["value"] == want_device
 
@@ -329,8 +348,11 @@ def test_container_hardened(case):
     for component in enabled(merged):
         _, pod, container = workload(case, component)
         psc = pod["securityContext"]
-        assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 1000
-        assert psc["fsGroup"] == 1000
+        assert psc["runAsNonRoot"] is True
+        if merged["runAsFixedUser"]:
+            assert psc["runAsUser"] == 1000 and psc["fsGroup"] == 1000
+        else:
+            assert "runAsUser" not in psc and "fsGroup" not in psc
         assert psc["seccompProfile"]["type"] == "RuntimeDefault"
         sc = container["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True
@@ -519,8 +541,9 @@ def test_inference_services(kserve_case):
     case = kserve_case
     merged = case["merged"]
     runtimes = {r["metadata"]["name"]: r for r in by_kind(case["objs"], "ServingRuntime")}
+    create = merged["kserve"]["servingRuntime"]["create"]
     runtime_name = merged["kserve"]["servingRuntime"]["name"] or FULLNAME
-    if merged["kserve"]["servingRuntime"]["create"]:
+    if create:
         runtime = runtimes[runtime_name]
         (container,) = runtime["spec"]["containers"]
         assert container["name"] == "kserve-container"
@@ -531,7 +554,10 @@ def test_inference_services(kserve_case):
         isvc, predictor, model = workload(case, component)
         annotations = isvc["metadata"]["annotations"]
         assert annotations["serving.kserve.io/deploymentMode"] == "Standard"
-        assert model["runtime"] == runtime_name
+        if create:
+            assert model["runtime"] == runtime_name
+        else:  # the component's runtime, or none named: KServe picks by model format
+            assert model.get("runtime", "") == merged[component]["runtime"]
         assert model["modelFormat"]["name"] == f"bge-{component}"
         if runtime_name in runtimes:
             formats = runtimes[runtime_name]["spec"]["supportedModelFormats"]

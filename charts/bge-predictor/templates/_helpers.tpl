@@ -130,8 +130,9 @@ Container resources of a component: its resources, plus the GPU in limits and re
 {{- if include "bge-predictor.component.gpuEnabled" . }}
 {{- $g := $c.gpu | default dict }}
 {{- $count := $g.count | default .root.Values.gpu.count }}
-{{- $_ := set $limits .root.Values.gpu.resourceName $count }}
-{{- $_ := set $requests .root.Values.gpu.resourceName $count }}
+{{- $name := $g.resourceName | default .root.Values.gpu.resourceName }}
+{{- $_ := set $limits $name $count }}
+{{- $_ := set $requests $name $count }}
 {{- end }}
 {{- if $limits }}{{ $_ := set $res "limits" $limits }}{{ end }}
 {{- if $requests }}{{ $_ := set $res "requests" $requests }}{{ end }}
@@ -190,6 +191,8 @@ Environment of a component's container.
 {{- end }}
 - name: HOME
   value: /tmp
+- name: GRACE_PERIOD
+  value: {{ $c.gracePeriod | int64 | toString | quote }}
 {{- with $c.engine }}
 {{- if not (kindIs "invalid" .maxBatchTokens) }}
 - name: MAX_BATCH_TOKENS
@@ -335,4 +338,57 @@ Enabled components, as a list of names.
 {{- end }}
 {{- end }}
 {{- toJson $out }}
+{{- end }}
+
+{{/*
+Security contexts. runAsFixedUser=false (OpenShift's restricted SCC assigns the uid from the
+namespace's range and refuses a fixed one) or an oci:// storageUri (KServe's modelcar sets the
+uid itself) drop runAsUser / runAsGroup / fsGroup; runAsNonRoot and the rest stay.
+*/}}
+{{- define "bge-predictor.fixedIds" -}}
+{{- $c := index .root.Values .component | default dict }}
+{{- $oci := and (eq .root.Values.mode "kserve") (hasPrefix "oci://" ($c.storageUri | default "")) }}
+{{- if and .root.Values.runAsFixedUser (not $oci) }}true{{ end }}
+{{- end }}
+
+{{- define "bge-predictor.podSecurityContext" -}}
+{{- $sc := deepCopy .root.Values.podSecurityContext }}
+{{- if not (include "bge-predictor.fixedIds" .) }}
+{{- $sc = omit $sc "runAsUser" "runAsGroup" "fsGroup" }}
+{{- end }}
+{{- toYaml $sc }}
+{{- end }}
+
+{{- define "bge-predictor.containerSecurityContext" -}}
+{{- $sc := deepCopy .root.Values.securityContext }}
+{{- if not (include "bge-predictor.fixedIds" .) }}
+{{- $sc = omit $sc "runAsUser" "runAsGroup" }}
+{{- end }}
+{{- toYaml $sc }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: the component's explicit value, else its gracePeriod (how long the
+server keeps serving in-flight work after SIGTERM) plus gracePeriodMarginSeconds (time to exit
+after that) so the kubelet's SIGKILL never cuts the drain short.
+*/}}
+{{- define "bge-predictor.terminationGracePeriod" -}}
+{{- $c := index .root.Values .component }}
+{{- if not (kindIs "invalid" $c.terminationGracePeriodSeconds) }}
+{{- $c.terminationGracePeriodSeconds | int64 }}
+{{- else }}
+{{- add ($c.gracePeriod | int64) (.root.Values.gracePeriodMarginSeconds | int64) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A component's rollout strategy. Helm merges a user's strategy into the default one, so a
+Recreate would keep the default's rollingUpdate block, which the API server refuses: drop it.
+*/}}
+{{- define "bge-predictor.component.strategy" -}}
+{{- $s := deepCopy ((index .root.Values .component).strategy | default dict) }}
+{{- if eq (toString $s.type) "Recreate" }}
+{{- $s = omit $s "rollingUpdate" }}
+{{- end }}
+{{- if $s }}{{ toYaml $s }}{{ end }}
 {{- end }}
