@@ -45,6 +45,15 @@ FLAGS = {
                        "(env REQUEST_TIMEOUT)",
     "compat_routes": "Serve the seed services' drop-in routes (/health, /vectorize..., /models, "
                      "/api/embed; docs/compat.md) (env COMPAT_ROUTES, default true)",
+    "training": "Serve seed 002's /fine-tune, /fine-tune-lora and /train-status routes "
+                "(docs/finetune.md) (env TRAINING, default false)",
+    "training_output_dir": "Where the training routes write models, <dir>/<model_name> "
+                           "(env TRAINING_OUTPUT_DIR, default fine-tuned)",
+    "training_backend": "auto (a Kubernetes Job when in a pod allowed to create Jobs, else a "
+                        "child process), local or kubernetes (env TRAINING_BACKEND)",
+    "training_job_template": "YAML/JSON Job template for cluster training "
+                             "(env TRAINING_JOB_TEMPLATE; the chart mounts one)",
+    "training_image": "Image of cluster training Jobs without a template (env TRAINING_IMAGE)",
 }
 
 
@@ -64,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     types = {"use_fp16": _bool, "sparse_index_space": int, "max_batch_tokens": int,
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
-             "max_queue_size": int, "request_timeout": float, "compat_routes": _bool}
+             "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
+             "training": _bool}
+    extra = {"training": {"nargs": "?", "const": True}}  # a bare --training turns it on
     for name, help_text in FLAGS.items():
-        parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
+        parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text,
+                            **extra.get(name, {}))
     parser.add_argument(
         "--model", action="append", default=None, metavar="SPEC", dest="model_specs",
         help="Serve one more model (repeatable): 'name=e5,kind=embedder,"

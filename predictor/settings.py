@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     # Drop-in routes of the seed services (predictor/api/compat, docs/compat.md).
     compat_routes: bool = Field(True, validation_alias=_env("compat_routes", "COMPAT_ROUTES"))
 
+    # Seed 002's training routes (predictor/api/compat/training.py, docs/finetune.md).
+    training: bool = Field(False, validation_alias=_env("training", "TRAINING"))
+    training_output_dir: str = Field(
+        "fine-tuned", validation_alias=_env("training_output_dir", "TRAINING_OUTPUT_DIR"))
+    training_backend: Literal["auto", "local", "kubernetes"] = Field(
+        "auto", validation_alias=_env("training_backend", "TRAINING_BACKEND"))
+    training_job_template: str | None = Field(
+        None, validation_alias=_env("training_job_template", "TRAINING_JOB_TEMPLATE"))
+    training_image: str | None = Field(
+        None, validation_alias=_env("training_image", "TRAINING_IMAGE"))
+
     demo: bool = False
 
     @field_validator("embedder", "reranker")

@@ -1,4 +1,5 @@
-"""Training pairs: ``query<TAB>passage`` lines from a file, a directory, a URL or ``-`` (stdin).
+"""Training pairs: ``query<TAB>passage`` lines from a file, a directory, a URL, ``-`` (stdin) or
+``env:NAME`` (an environment variable: how a Job created by the training routes gets its data).
 
 As seed 002: a line that is not two non-empty fields separated by one tab is skipped and
 counted (blank lines are ignored without being counted). The pairs' SHA-256 (over the pairs as
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import sys
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -77,9 +79,16 @@ def _files(path: Path) -> list[Path]:
 
 def read_pairs(source: str, *, stdin: io.BufferedIOBase | None = None,
                timeout: float = 60) -> Pairs:
-    """All pairs of ``source`` (a file, a directory of .tsv/.txt files, an http(s) URL, or -)."""
+    """All pairs of ``source`` (a file, a directory of .tsv/.txt files, an http(s) URL, ``-``
+    or ``env:NAME``)."""
     pairs = Pairs()
-    if source == "-":
+    if source.startswith("env:"):
+        name = source[4:]
+        if name not in os.environ:
+            raise DataError(f"environment variable {name} is not set")
+        parse_lines(os.environ[name].splitlines(), pairs)
+        pairs.sources.append(source)
+    elif source == "-":
         raw = stdin if stdin is not None else sys.stdin.buffer
         parse_lines(_text_lines(raw, "standard input"), pairs)
         pairs.sources.append("-")

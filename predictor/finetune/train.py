@@ -310,7 +310,7 @@ class Progress:
 
 def _trainer_class():
     from FlagEmbedding.abc.finetune.embedder import AbsEmbedderTrainer
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     class CheckpointTrainer(AbsEmbedderTrainer):
         """Checkpoints hold the trainable tensors only (all of them for full training, the
@@ -323,6 +323,15 @@ def _trainer_class():
                        for name, p in self.model.named_parameters() if p.requires_grad}
             save_file(tensors, os.path.join(output_dir, "model.safetensors"),
                       metadata={"format": "pt"})
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            model = model or self.model
+            tensors = load_file(os.path.join(resume_from_checkpoint, "model.safetensors"))
+            trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+            if set(tensors) != trainable:
+                raise FinetuneError(f"{resume_from_checkpoint} does not fit this model "
+                                    "(other trainable tensors); pass --overwrite", 6)
+            model.load_state_dict(tensors, strict=False)
 
     return CheckpointTrainer
 
@@ -337,8 +346,6 @@ def prepare_output(output: Path, params: Params, pairs: Pairs, overwrite: bool) 
     A finished run (``training.json``) or a foreign non-empty directory is an error unless
     ``overwrite``; checkpoints of another run (other data or parameters) likewise.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     ckpt_dir = output / CHECKPOINT_DIR
     state = _run_state(params, pairs)
     if overwrite and output.exists():
@@ -358,6 +365,8 @@ def prepare_output(output: Path, params: Params, pairs: Pairs, overwrite: bool) 
             raise FinetuneError(f"{output} holds checkpoints of another run (differs in "
                                 f"{', '.join(changed) or 'format'}); pass --overwrite to "
                                 "start over", 6)
+        from transformers.trainer_utils import get_last_checkpoint
+
         return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     if output.exists() and any(p.name != CHECKPOINT_DIR for p in output.iterdir()):
         raise FinetuneError(f"{output} is not empty and holds no run of this command; "
@@ -395,17 +404,18 @@ def _training_args(params: Params, ckpt_dir: Path) -> Any:
 def train(params: Params, pairs: Pairs, output: Path, *, overwrite: bool = False,
           keep_checkpoints: bool = False, progress: Progress | None = None) -> dict:
     """Fine-tune, export the model to ``output``; returns ``training.json``'s content."""
-    import torch
-    from FlagEmbedding.abc.finetune.embedder import AbsEmbedderCollator
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
     if params.method not in METHODS:
         raise FinetuneError(f"--method must be one of {', '.join(METHODS)}", 2)
     if params.method == "qlora":
         check_qlora()
     progress = progress or Progress()
-    model_dir = resolve_model_dir(params.model)
     resume = prepare_output(output, params, pairs, overwrite)
+    model_dir = resolve_model_dir(params.model)
+
+    import torch
+    from FlagEmbedding.abc.finetune.embedder import AbsEmbedderCollator
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     built = build(params, model_dir)
     examples = [(built.query_prefix + q, [built.passage_prefix + p], None)
                 for q, p in zip(pairs.queries, pairs.passages, strict=True)]
