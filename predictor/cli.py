@@ -47,6 +47,15 @@ FLAGS = {
                      "/api/embed; docs/compat.md) (env COMPAT_ROUTES, default true)",
     "repository_api": "Allow KServe's model repository API (load/unload over REST and gRPC); "
                       "needs --api_token (env REPOSITORY_API, default false)",
+    "training": "Serve seed 002's /fine-tune, /fine-tune-lora and /train-status routes "
+                "(docs/finetune.md) (env TRAINING, default false)",
+    "training_output_dir": "Where the training routes write models, <dir>/<model_name> "
+                           "(env TRAINING_OUTPUT_DIR, default fine-tuned)",
+    "training_backend": "auto (a Kubernetes Job when in a pod allowed to create Jobs, else a "
+                        "child process), local or kubernetes (env TRAINING_BACKEND)",
+    "training_job_template": "YAML/JSON Job template for cluster training "
+                             "(env TRAINING_JOB_TEMPLATE; the chart mounts one)",
+    "training_image": "Image of cluster training Jobs without a template (env TRAINING_IMAGE)",
 }
 
 
@@ -67,9 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
              "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
-             "repository_api": _bool}
+             "repository_api": _bool, "training": _bool}
+    extra = {"training": {"nargs": "?", "const": True}}  # a bare --training turns it on
     for name, help_text in FLAGS.items():
-        parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
+        parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text,
+                            **extra.get(name, {}))
     parser.add_argument(
         "--model", action="append", default=None, metavar="SPEC", dest="model_specs",
         help="Serve one more model (repeatable): 'name=e5,kind=embedder,"

@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     # unload takes a model offline until restart, so it is off unless asked for (needs a token).
     repository_api: bool = Field(False,
                                  validation_alias=_env("repository_api", "REPOSITORY_API"))
+    # Seed 002's training routes (predictor/api/compat/training.py, docs/finetune.md).
+    training: bool = Field(False, validation_alias=_env("training", "TRAINING"))
+    training_output_dir: str = Field(
+        "fine-tuned", validation_alias=_env("training_output_dir", "TRAINING_OUTPUT_DIR"))
+    training_backend: Literal["auto", "local", "kubernetes"] = Field(
+        "auto", validation_alias=_env("training_backend", "TRAINING_BACKEND"))
+    training_job_template: str | None = Field(
+        None, validation_alias=_env("training_job_template", "TRAINING_JOB_TEMPLATE"))
+    training_image: str | None = Field(
+        None, validation_alias=_env("training_image", "TRAINING_IMAGE"))
 
     demo: bool = False
 

@@ -14,6 +14,9 @@ what a seed client sees). The modules here hold only the seeds' own paths:
 - ``seed004``: Ollama-style ``POST /api/embed``.
 
 ``--compat_routes false`` (``COMPAT_ROUTES=false``) leaves them all out.
+
+``training``: seed 002's ``/fine-tune``, ``/fine-tune-lora``, ``/train-status/{job_id}``, served
+only with ``--training`` (``TRAINING=true``), whatever ``--compat_routes`` says.
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ from fastapi import APIRouter
 
 from ...settings import Settings
 from ..registry import ServedModels
-from . import seed000, seed001, seed002, seed003, seed004
+from . import seed000, seed001, seed002, seed003, seed004, training
 
 SEEDS = (seed000, seed001, seed002, seed003, seed004)
 
 
 def compat_routers(served: ServedModels, settings: Settings) -> list[APIRouter]:
-    """The seeds' own routers (empty when ``compat_routes`` is off)."""
-    if not getattr(settings, "compat_routes", True):
-        return []
-    return [router for seed in SEEDS for router in seed.build_routers(served)]
+    """The seeds' own routers (none when ``compat_routes`` is off), and the training routes
+    when ``training`` is on."""
+    routers = []
+    if getattr(settings, "compat_routes", True):
+        routers = [router for seed in SEEDS for router in seed.build_routers(served)]
+    if getattr(settings, "training", False):
+        routers += training.build_routers(served, settings)
+    return routers
 
 
 def build_router(served: ServedModels, settings: Settings) -> APIRouter:
