@@ -59,6 +59,57 @@ FLAGS = {
 }
 
 
+# flag -> its --help group; a flag not listed here shows under "Other server options".
+FLAG_GROUPS = {
+    "embedder": "models", "reranker": "models", "embedder_name": "models",
+    "reranker_name": "models",
+    "device": "device", "use_fp16": "device",
+    "api_token": "security",
+    "sparse_token_mapping": "sparse", "sparse_index_space": "sparse",
+    "max_batch_tokens": "batching", "max_batch_size": "batching", "batch_wait_ms": "batching",
+    "sub_batches": "batching",
+    "max_input_texts": "limits", "max_rerank_documents": "limits",
+    "max_request_tokens": "limits", "max_request_bytes": "limits", "max_queue_size": "limits",
+    "request_timeout": "limits",
+    "compat_routes": "routes", "repository_api": "security",
+    "training": "training", "training_output_dir": "training", "training_backend": "training",
+    "training_job_template": "training", "training_image": "training",
+}
+GROUP_TITLES = {
+    "models": "Models to serve",
+    "device": "Device and precision",
+    "security": "Security",
+    "sparse": "Sparse vectors",
+    "batching": "Batching",
+    "limits": "Request limits and backpressure",
+    "routes": "Routes",
+    "training": "Fine-tuning routes (seed 002)",
+    "other": "Other server options",
+}
+EPILOG = """\
+examples:
+  python -m predictor --demo
+  python -m predictor --embedder BAAI/bge-m3 --reranker none --api_token $TOKEN
+  python -m predictor \\
+      --model 'name=e5,kind=embedder,path=intfloat/multilingual-e5-large,aliases=e5-large|me5'
+
+Environment variables give the defaults; a flag given on the command line wins.
+Docs: README.md, docs/api.md, docs/operations.md, docs/models.md.
+"""
+
+
+def _with_default(name: str, help_text: str) -> str:
+    """The help text, with the setting's default appended when the text does not say it."""
+    if "default" in help_text:
+        return help_text
+    field = Settings.model_fields.get(name)
+    if field is None or field.default is None or field.default_factory is not None:
+        return help_text
+    default = field.default
+    shown = str(default).lower() if isinstance(default, bool) else default
+    return f"{help_text} (default: {shown})"
+
+
 def _bool(value: str) -> bool:
     try:
         return _BOOL[value.strip().lower()]
@@ -67,11 +118,16 @@ def _bool(value: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Our flags first, in groups, with defaults; KServe's ModelServer flags after, apart."""
     from kserve import model_server
 
     parser = argparse.ArgumentParser(
-        prog="python -m predictor", parents=[model_server.parser],
-        description="KServe predictor for BGE-M3 embeddings and cross-encoder reranking.")
+        prog="python -m predictor",
+        usage="%(prog)s [--embedder DIR_OR_ID] [--reranker DIR_OR_ID] [--model SPEC ...] "
+              "[--demo] [options]",
+        description="KServe predictor for BGE-M3 embeddings and cross-encoder reranking.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups = {key: parser.add_argument_group(title) for key, title in GROUP_TITLES.items()}
     types = {"use_fp16": _bool, "sparse_index_space": int, "max_batch_tokens": int,
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
@@ -79,21 +135,91 @@ def build_parser() -> argparse.ArgumentParser:
              "repository_api": _bool, "training": _bool}
     extra = {"training": {"nargs": "?", "const": True}}  # a bare --training turns it on
     for name, help_text in FLAGS.items():
-        parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text,
-                            **extra.get(name, {}))
-    parser.add_argument(
+        group = groups[FLAG_GROUPS.get(name, "other")]
+        group.add_argument(f"--{name}", type=types.get(name, str), default=None,
+                           help=_with_default(name, help_text), **extra.get(name, {}))
+    models = groups["models"]
+    models.add_argument(
         "--model", action="append", default=None, metavar="SPEC", dest="model_specs",
-        help="Serve one more model (repeatable): 'name=e5,kind=embedder,"
-             "path=intfloat/multilingual-e5-large,aliases=e5-large|me5' (keys: path, name, kind, "
-             "aliases, family, pooling, normalize, query_prefix, passage_prefix, max_length, "
-             "trust_remote_code; env MODEL_SPECS as a JSON list). With --model or "
-             "--models_config, --embedder/--reranker are served only when given explicitly")
-    parser.add_argument("--models_config", default=None, metavar="FILE",
+        help="Serve one more model (repeatable), as key=value pairs: path, name, kind, "
+             "aliases (a|b), family, pooling, normalize, query_prefix, passage_prefix, "
+             "max_length, trust_remote_code; example below (env MODEL_SPECS as a JSON list). "
+             "With --model or --models_config, --embedder/--reranker are served only when "
+             "given explicitly")
+    models.add_argument("--models_config", default=None, metavar="FILE",
                         help="YAML/JSON file listing models to serve, with the keys of --model "
                              "(env MODELS_CONFIG); see docs/models.md")
-    parser.add_argument("--demo", action="store_true",
-                        help="Serve small RANDOM-WEIGHT models built locally (offline smoke test)")
+    models.add_argument("--demo", action="store_true",
+                        help="Serve small RANDOM-WEIGHT models built locally (offline smoke "
+                             "test)")
+    kserve_group = parser.add_argument_group(
+        "KServe ModelServer options",
+        "kserve.model_server's own flags, unchanged (--workers must stay 1).")
+    for action in model_server.parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        if action.default not in (None, argparse.SUPPRESS, False) and action.help \
+                and "default" not in action.help.lower():
+            action.help = f"{action.help.rstrip('.')} (default: %(default)s)"
+        kserve_group._add_action(action)
     return parser
+
+
+# Logging: start-up says what is served where in a few lines; one access line per request.
+_QUIET_LOGGERS = {
+    "kserve.trace": logging.WARNING,  # two latency lines per request beside uvicorn's access line
+    # "loading existing colbert_linear and sparse_linear---------" on every BGE-M3 load
+    "FlagEmbedding.finetune.embedder.encoder_only.m3.runner": logging.WARNING,
+}
+# KServe's start-up lines about features this server does not use.
+_DROPPED = ("OpenAI endpoints not registered", "Time series endpoints not registered")
+# KServe's gRPC interceptor logs a client's mistake (unknown model, bad input) at ERROR with a
+# traceback: those are the client's errors, logged at INFO in one line like HTTP's.
+_CLIENT_ERRORS = ("Error processing inference request", "Model not found", "Model not ready",
+                  "Method not implemented", "Unable to process the request")
+
+
+class _ServerLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith(_DROPPED):
+            return False
+        if record.levelno >= logging.ERROR and message.startswith(_CLIENT_ERRORS):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_library_logs() -> None:
+    """Silence the libraries' noise: loggers above, weight-loading progress bars."""
+    for name, level in _QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    kserve_logger = logging.getLogger("kserve")
+    if not any(isinstance(f, _ServerLogFilter) for f in kserve_logger.filters):
+        kserve_logger.addFilter(_ServerLogFilter())
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def log_startup_summary(models: list, settings: Settings, args: argparse.Namespace,
+                        allocator: str) -> None:
+    """A few lines an operator reads first: what is served where, and how."""
+    for model in models:
+        runner = getattr(model, "runner", None)
+        dtype = str(getattr(runner, "dtype", None) or (
+            "float16" if getattr(runner, "half", False) else "float32")).replace("torch.", "")
+        aliases = ", ".join(getattr(model, "aliases", ()) or ()) or "-"
+        logger.info("serving %s %r from %s on %s (%s); also answers to: %s", model.kind,
+                    model.name, model.model_id, getattr(runner, "device", "?"), dtype, aliases)
+    grpc = f"gRPC V2 on :{args.grpc_port}" if args.enable_grpc else "gRPC off"
+    logger.info("listening: HTTP on :%s (/v1, /openai/v1, /v2), %s", args.http_port, grpc)
+    logger.info("auth: %s; memory allocator: %s",
+                "bearer token required on inference routes" if settings.api_token else "off",
+                allocator)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -152,7 +278,12 @@ def _apply_demo(settings: Settings) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .runtime.allocator import loaded_allocator, tune_glibc_malloc, use_jemalloc
+    from .runtime.allocator import (
+        find_jemalloc,
+        loaded_allocator,
+        tune_glibc_malloc,
+        use_jemalloc,
+    )
 
     if argv is None:  # run as a program: the allocator can still be chosen (re-executes)
         use_jemalloc()
@@ -160,7 +291,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tune_glibc_malloc()
-    logger.info("memory allocator: %s", loaded_allocator())
+    allocator = loaded_allocator()
+    logger.info("memory allocator: %s%s", allocator,
+                " (jemalloc not installed; Debian/Ubuntu: apt-get install libjemalloc2)"
+                if allocator == "glibc" and find_jemalloc() is None else "")
+    quiet_library_logs()
     from .runtime.threads import single_thread_here, torch_threads
 
     single_thread_here()  # model work runs on the engines' worker threads (runtime/threads.py)
@@ -207,4 +342,6 @@ def main(argv: list[str] | None = None) -> None:
             kwargs=vars(args), grace_period=server.grace_period,
             token=settings.api_token, repository_api=settings.repository_api)
         server.servers.append(server._grpc_server.start(args.max_threads))
+    quiet_library_logs()  # again: KServe may have configured logging just now
+    log_startup_summary(models, settings, args, loaded_allocator())
     server.start(models)

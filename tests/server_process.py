@@ -41,9 +41,11 @@ class Server:
 
 
 def start_server(args: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 ready_models: tuple[str, ...] = ("bge-m3",), timeout: float = 180) -> Server:
+                 ready_models: tuple[str, ...] = ("bge-m3",), timeout: float = 180,
+                 launcher: tuple[str, ...] = ("-m", "predictor")) -> Server:
+    """``launcher``: what follows the interpreter (a test-only wrapper such as gated_server.py)."""
     http_port, grpc_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "predictor", "--http_port", str(http_port),
+    cmd = [sys.executable, *launcher, "--http_port", str(http_port),
            "--grpc_port", str(grpc_port), "--device", "cpu", *args]
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                 **(env or {})}

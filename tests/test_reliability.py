@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -244,24 +246,47 @@ def test_sigterm_finishes_in_flight_work_then_exits_zero(model_dirs, tmp_path):
     assert srv.process.wait(30) == 0, srv.log()[-3000:]
 
 
+def _model_stats(srv, name="bge-m3"):
+    return httpx.get(f"{srv.url}/stats", timeout=10).json()["models"][name]
+
+
+def _wait_for(predicate, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def test_a_client_that_disconnects_has_its_queued_work_dropped(model_dirs, tmp_path):
+    """A's first batch is held at a gate (tests/gated_server.py), so B's work stays queued
+    behind it for as long as the test likes; B goes away, and its items must leave the queue
+    uncomputed. Counts, not timings: whatever the machine's speed."""
     m3, _ = model_dirs
+    gate = tmp_path / "gate"
     srv = start_server(["--embedder", str(m3), "--reranker", "none"], tmp_path / "d.log",
-                       env={"MAX_BATCH_SIZE": "1"})
+                       env={"MAX_BATCH_SIZE": "1", "REQUEST_TIMEOUT": "600"},
+                       launcher=("tests/gated_server.py", str(gate)))
     try:
         busy = {}
         worker = threading.Thread(target=lambda: busy.setdefault("r", httpx.post(
-            f"{srv.url}/v1/embeddings", json={"input": [LONG] * 400}, timeout=120)))
+            f"{srv.url}/v1/embeddings", json={"input": [LONG] * 4}, timeout=600)))
         worker.start()
-        time.sleep(0.3)  # A's 400 items (seconds of work) are queued or running, one per batch
-        with pytest.raises(httpx.TimeoutException):  # B waits behind A, then gives up
-            httpx.post(f"{srv.url}/v1/embeddings", json={"input": [LONG + " b"] * 8},
-                       timeout=0.3)
-        worker.join(120)
-        assert busy["r"].status_code == 200
-        time.sleep(0.5)
-        stats = httpx.get(f"{srv.url}/stats", timeout=10).json()["models"]["bge-m3"]
-        assert stats["queue_size"] == 0
-        assert stats["processed_items"] == 400, "B's items were dropped, not computed"
+        # A: one item held at the gate, three queued behind it.
+        _wait_for(lambda: _model_stats(srv)["queue_size"] == 3, "A's items to queue")
+        # B: eight items queued behind A; then B's client goes away (closes its connection).
+        body = json.dumps({"input": [LONG + " b"] * 8}).encode()
+        with socket.create_connection(("127.0.0.1", srv.http_port)) as sock:
+            sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            _wait_for(lambda: _model_stats(srv)["queue_size"] == 11, "B's items to queue")
+        _wait_for(lambda: _model_stats(srv)["queue_size"] == 3, "B's items to be dropped")
+        gate.touch()
+        worker.join(600)
+        assert busy["r"].status_code == 200 and len(busy["r"].json()["data"]) == 4
+        _wait_for(lambda: _model_stats(srv)["queue_size"] == 0, "the queue to empty")
+        assert _model_stats(srv)["processed_items"] == 4, "B's items were dropped, not computed"
     finally:
         stop_server(srv)

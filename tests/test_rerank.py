@@ -212,8 +212,10 @@ def test_cohere_sdk_v1_and_v2(server):
                      top_n=1, max_tokens_per_doc=16)
     assert len(res3.results) == 1 and res3.meta.billed_units.search_units == 1
 
+    # top_n beyond the documents returns them all (as Cohere does); below 1 stays a 400.
+    assert len(v2.rerank(model="bge-reranker", query=QUERY, documents=["a"], top_n=5).results) == 1
     with pytest.raises(cohere.BadRequestError):
-        v2.rerank(model="bge-reranker", query=QUERY, documents=["a"], top_n=5)
+        v2.rerank(model="bge-reranker", query=QUERY, documents=["a"], top_n=0)
 
 
 def test_v1_v2_infer_http_and_grpc(server, flag_reranker):
@@ -265,7 +267,7 @@ BAD = [
     ({"query": QUERY, "documents": ["a", " "]}, 400, "documents[1]"),
     ({"query": QUERY, "documents": ["a", {"title": "no text"}]}, 400, "documents[1]"),
     ({"query": QUERY, "documents": ["a", "b"], "top_n": 0}, 400, "top_n"),
-    ({"query": QUERY, "documents": ["a", "b"], "top_n": 3}, 400, "top_n"),
+    ({"query": QUERY, "documents": ["a", "b"], "top_n": -1}, 400, "top_n"),
     ({"query": QUERY, "documents": ["a"] * 1001}, 400, "documents"),
     ({"query": QUERY, "documents": ["a"], "model": "bge-m3", "method": "bm25"}, 400, "method"),
     ({"query": QUERY, "documents": ["a"], "model": "bge-m3", "method": "hybrid",

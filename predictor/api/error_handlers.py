@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,27 +33,124 @@ async def api_error_handler(_: Request, exc: ApiError) -> NumpyJSONResponse:
     return NumpyJSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
-def _loc_to_param(loc: tuple) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
-    if not parts:
+_MISSING = object()
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+               list: "a list", dict: "an object", type(None): "null"}
+
+
+def _is_union_tag(part) -> bool:
+    """pydantic's name for a union member in ``loc`` (``str``, ``list[str]``, ``Document``)."""
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool", "none", "bytes"}
+                                      or any(c in part for c in "[-") or part[:1].isupper())
+
+
+def _walk(body, loc: tuple) -> tuple[list, object]:
+    """The real path of ``loc`` in the sent body and the value found there (``_MISSING`` for a
+    field not sent). Union-member tags are skipped: the field reads as the client sent it."""
+    path: list = []
+    value = body
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path") else loc:
+        if _is_union_tag(part):
+            continue
+        if isinstance(value, dict):
+            path.append(part)
+            if part not in value:
+                return path, _MISSING
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            path.append(part)
+            value = value[part]
+    return path, value
+
+
+def _param(path: list) -> str | None:
+    if not path:
         return None
-    out = parts[0]
-    for part in parts[1:]:
-        out += f"[{part}]" if part.isdigit() else f".{part}"
+    out = str(path[0])
+    for part in path[1:]:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
 
 
-async def validation_error_handler(_: Request, exc: RequestValidationError) -> NumpyJSONResponse:
-    errors = exc.errors()
+def _sent(value) -> str:
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({_TYPE_NAMES.get(type(value), type(value).__name__)})"
+
+
+_TAGS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
+         "none": "null", "bytes": "a string"}
+
+
+def _describe_tag(tag: str) -> str | None:
+    """``list[str]`` -> ``a list of strings``; None for tags with no plain reading."""
+    if tag in _TAGS:
+        return _TAGS[tag]
+    if tag.startswith("list[") and tag.endswith("]"):
+        inner = _describe_tag(tag[5:-1])
+        if inner and inner.startswith(("a ", "an ")):
+            return "a list of " + inner.split(" ", 1)[1] + "s"
+        return "a list"
+    return None
+
+
+def _expected(error: dict) -> str:
+    loc = tuple(error.get("loc", ()))
+    if loc and _is_union_tag(loc[-1]) and (described := _describe_tag(str(loc[-1]))):
+        return described
+    if error.get("type") in ("model_attributes_type", "dict_type"):
+        return "a JSON object"
+    message = str(error.get("msg", "a valid value"))
+    for prefix in ("Input should be ", "Value error, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+            break
+    if message.startswith(("greater", "less")):
+        message = "a value " + message
+    message = re.sub(r"\ba ([aeiou])", r"an \1", message.split(", ")[0].replace("a valid ", "a "))
+    return message[:1].lower() + message[1:]
+
+
+def validation_message(errors: list[dict], body) -> tuple[str, str | None, str]:
+    """(message, param, code) for pydantic's errors: the field, what was sent, what is
+    accepted, in one sentence, instead of one line per union member."""
     first = errors[0] if errors else {}
-    param = _loc_to_param(tuple(first.get("loc", ())))
     if first.get("type") == "json_invalid":
-        message, param = "The request body is not valid JSON.", None
-    else:
-        message = f"{param or 'request'}: {first.get('msg', 'invalid value')}"
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more problem(s))"
-    return error_response(400, message, param=param, code="invalid_value")
+        detail = (first.get("ctx") or {}).get("error")
+        return (f"The request body is not valid JSON ({detail or 'cannot be parsed'}); send a "
+                "JSON object.", None, "invalid_json")
+    if first.get("type") == "token_ids_not_accepted":
+        return str(first.get("msg")), "input", "token_ids_not_accepted"
+    path, value = _walk(body, tuple(first.get("loc", ())))
+    field = path[:1]
+    # Every error on the same top-level field, at the deepest place the body has.
+    related = []
+    for error in errors:
+        other_path, other_value = _walk(body, tuple(error.get("loc", ())))
+        if other_path[:1] == field:
+            related.append((other_path, other_value, error))
+    depth = max(len(p) for p, _, _ in related)
+    path, value, _ = next(item for item in related if len(item[0]) == depth)
+    kinds = [e.get("type") for p, _, e in related if p == path]
+    param = _param(path)
+    if "extra_forbidden" in kinds:
+        return (f"{param}: unknown field; this route does not accept it (docs/api.md lists the "
+                "fields).", param, "invalid_value")
+    if "missing" in kinds and not path:
+        return "The request body is empty; send a JSON object.", None, "invalid_value"
+    if "missing" in kinds:
+        return f"{param}: required field is missing.", param, "invalid_value"
+    expected = list(dict.fromkeys(_expected(e) for p, _, e in related if p == path))
+    message = f"{param or 'request'}: expected {' or '.join(expected)}"
+    if value is not _MISSING:
+        message += f", got {_sent(value)}"
+    return message + ".", param, "invalid_value"
+
+
+async def validation_error_handler(_: Request, exc: RequestValidationError) -> NumpyJSONResponse:
+    message, param, code = validation_message(list(exc.errors()), getattr(exc, "body", None))
+    return error_response(400, message, param=param, code=code)
 
 
 async def http_error_handler(_: Request, exc: StarletteHTTPException) -> NumpyJSONResponse:

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 Input = str | list[str]
+
+TOKEN_IDS_MESSAGE = (
+    "input: token ids are not accepted. This server embeds text with its own model's "
+    "tokenizer; ids from another tokenizer (such as OpenAI's cl100k, which langchain-openai "
+    "sends by default) would give wrong vectors. Send the texts themselves: with "
+    "langchain-openai's OpenAIEmbeddings, set check_embedding_ctx_length=False.")
+
+
+def _is_token_ids(value) -> bool:
+    def ints(items) -> bool:
+        return bool(items) and all(isinstance(i, int) and not isinstance(i, bool) for i in items)
+
+    return isinstance(value, list) and bool(value) and (
+        ints(value) or all(isinstance(row, list) and ints(row) for row in value))
 
 
 class _Request(BaseModel):
@@ -24,6 +39,14 @@ class _Request(BaseModel):
                           "(passage for E5, no instruction for BGE).")
     is_query: bool | None = Field(None, description="Same as input_type 'query' (true) or "
                                                     "'passage' (false).")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _no_token_ids(cls, value):
+        """OpenAI also takes token-id arrays; ours would be another tokenizer's: a clear 400."""
+        if _is_token_ids(value):
+            raise PydanticCustomError("token_ids_not_accepted", TOKEN_IDS_MESSAGE)
+        return value
 
 
 class EmbeddingsRequest(_Request):

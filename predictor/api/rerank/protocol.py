@@ -22,7 +22,8 @@ class RerankRequest(BaseModel):
         description="Texts, or objects with a 'text' field (other fields are returned as given).")
     model: str | None = Field(
         None, description="A served reranker or embedder: name, Hugging Face id, or omitted.")
-    top_n: int | None = Field(None, description="Return the best n results (1..len(documents)).")
+    top_n: int | None = Field(None, description="Return the best n results (at least 1; "
+                                 "more than the documents returns them all).")
     return_documents: bool = Field(False, description="Echo each document in its result.")
     raw_scores: bool = Field(False, description="Cross-encoder: the raw logit, not its sigmoid.")
     rank_fields: list[str] | None = Field(

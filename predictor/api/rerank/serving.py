@@ -71,9 +71,10 @@ def validate(req: RerankRequest, max_documents: int) -> list[str]:
     for i, text in enumerate(texts):
         if not text.strip():
             raise BadRequestError(f"documents[{i}] is empty.", param=f"documents[{i}]")
-    if req.top_n is not None and not 1 <= req.top_n <= len(texts):
-        raise BadRequestError(f"top_n must be between 1 and the number of documents "
-                              f"({len(texts)}), got {req.top_n}.", param="top_n")
+    # A top_n beyond the documents returns them all, as Cohere, Jina, vLLM and Infinity do
+    # (langchain-cohere sends top_n=3 whatever the number of documents).
+    if req.top_n is not None and req.top_n < 1:
+        raise BadRequestError(f"top_n must be at least 1, got {req.top_n}.", param="top_n")
     if req.relevant_spans and req.relevant_spans.get("mode", "disabled") != "disabled":
         raise BadRequestError("relevant_spans are not supported by this server.",
                               param="relevant_spans", code="unsupported_parameter")
