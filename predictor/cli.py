@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     from .api.grpc_guard import GuardedGRPCServer
     from .api.registry import ServedModels
     from .api.routes import install_routes
+    from .api.v2_tensors import StrictDataPlane
     from .shutdown import drain_models_on_signal
 
     install_routes(model_server.app, ServedModels(models), settings)
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
                                 enable_grpc=False,  # ours instead, with auth (api/grpc_guard.py)
                                 enable_docs_url=args.enable_docs_url,
                                 enable_latency_logging=args.enable_latency_logging)
+    server.dataplane = StrictDataPlane(server.registered_models)  # V2 binary checks (400s)
     if args.enable_grpc:
         # What ModelServer.start does for gRPC, with the guarded server; ModelServer.stop stops
         # whatever ``_grpc_server`` holds.
