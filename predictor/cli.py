@@ -45,6 +45,9 @@ FLAGS = {
                        "(env REQUEST_TIMEOUT)",
     "compat_routes": "Serve the seed services' drop-in routes (/health, /vectorize..., /models, "
                      "/api/embed; docs/compat.md) (env COMPAT_ROUTES, default true)",
+    "grace_period": "Seconds after SIGTERM for admitted requests to finish; those still running "
+                    "then get 503 shutting_down and the process exits 0 (env GRACE_PERIOD, "
+                    "default 30; keep terminationGracePeriodSeconds above it)",
     "repository_api": "Allow KServe's model repository API (load/unload over REST and gRPC); "
                       "needs --api_token (env REPOSITORY_API, default false)",
 }
@@ -67,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
              "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
-             "repository_api": _bool}
+             "repository_api": _bool, "grace_period": float}
     for name, help_text in FLAGS.items():
         parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
     parser.add_argument(
@@ -179,16 +182,16 @@ def main(argv: list[str] | None = None) -> None:
     from .api.registry import ServedModels
     from .api.routes import install_routes
     from .api.v2_tensors import StrictDataPlane
-    from .shutdown import drain_models_on_signal
+    from .shutdown import drain_models_on_signal, exit_now
 
     install_routes(model_server.app, ServedModels(models), settings)
-    drain_models_on_signal(model_server.app, models)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
                                 workers=1, max_threads=args.max_threads,
                                 max_asyncio_workers=args.max_asyncio_workers,
                                 enable_grpc=False,  # ours instead, with auth (api/grpc_guard.py)
                                 enable_docs_url=args.enable_docs_url,
-                                enable_latency_logging=args.enable_latency_logging)
+                                enable_latency_logging=args.enable_latency_logging,
+                                grace_period=settings.grace_period)
     server.dataplane = StrictDataPlane(server.registered_models)  # V2 binary checks (400s)
     if args.enable_grpc:
         # What ModelServer.start does for gRPC, with the guarded server; ModelServer.stop stops
@@ -198,4 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             kwargs=vars(args), grace_period=server.grace_period,
             token=settings.api_token, repository_api=settings.repository_api)
         server.servers.append(server._grpc_server.start(args.max_threads))
+    drain_models_on_signal(model_server.app, models, settings.grace_period,
+                           stop_grpc=server._grpc_server.stop if args.enable_grpc else None)
     server.start(models)
+    exit_now(0)  # a batch may still run on a worker thread: do not finalise under it
