@@ -45,6 +45,9 @@ FLAGS = {
                        "(env REQUEST_TIMEOUT)",
     "compat_routes": "Serve the seed services' drop-in routes (/health, /vectorize..., /models, "
                      "/api/embed; docs/compat.md) (env COMPAT_ROUTES, default true)",
+    "grace_period": "Seconds after SIGTERM for admitted requests to finish; those still running "
+                    "then get 503 shutting_down and the process exits 0 (env GRACE_PERIOD, "
+                    "default 30; keep terminationGracePeriodSeconds above it)",
     "repository_api": "Allow KServe's model repository API (load/unload over REST and gRPC); "
                       "needs --api_token (env REPOSITORY_API, default false)",
     "training": "Serve seed 002's /fine-tune, /fine-tune-lora and /train-status routes "
@@ -70,7 +73,7 @@ FLAG_GROUPS = {
     "sub_batches": "batching",
     "max_input_texts": "limits", "max_rerank_documents": "limits",
     "max_request_tokens": "limits", "max_request_bytes": "limits", "max_queue_size": "limits",
-    "request_timeout": "limits",
+    "request_timeout": "limits", "grace_period": "limits",
     "compat_routes": "routes", "repository_api": "security",
     "training": "training", "training_output_dir": "training", "training_backend": "training",
     "training_job_template": "training", "training_image": "training",
@@ -132,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
              "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
-             "repository_api": _bool, "training": _bool}
+             "repository_api": _bool, "grace_period": float, "training": _bool}
     extra = {"training": {"nargs": "?", "const": True}}  # a bare --training turns it on
     for name, help_text in FLAGS.items():
         group = groups[FLAG_GROUPS.get(name, "other")]
@@ -324,16 +327,18 @@ def main(argv: list[str] | None = None) -> None:
     from .api.grpc_guard import GuardedGRPCServer
     from .api.registry import ServedModels
     from .api.routes import install_routes
-    from .shutdown import drain_models_on_signal
+    from .api.v2_tensors import StrictDataPlane
+    from .shutdown import drain_models_on_signal, exit_now
 
     install_routes(model_server.app, ServedModels(models), settings)
-    drain_models_on_signal(model_server.app, models)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
                                 workers=1, max_threads=args.max_threads,
                                 max_asyncio_workers=args.max_asyncio_workers,
                                 enable_grpc=False,  # ours instead, with auth (api/grpc_guard.py)
                                 enable_docs_url=args.enable_docs_url,
-                                enable_latency_logging=args.enable_latency_logging)
+                                enable_latency_logging=args.enable_latency_logging,
+                                grace_period=settings.grace_period)
+    server.dataplane = StrictDataPlane(server.registered_models)  # V2 binary checks (400s)
     if args.enable_grpc:
         # What ModelServer.start does for gRPC, with the guarded server; ModelServer.stop stops
         # whatever ``_grpc_server`` holds.
@@ -344,4 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         server.servers.append(server._grpc_server.start(args.max_threads))
     quiet_library_logs()  # again: KServe may have configured logging just now
     log_startup_summary(models, settings, args, loaded_allocator())
+    drain_models_on_signal(model_server.app, models, settings.grace_period,
+                           stop_grpc=server._grpc_server.stop if args.enable_grpc else None)
     server.start(models)
+    exit_now(0)  # a batch may still run on a worker thread: do not finalise under it

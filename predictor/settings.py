@@ -67,6 +67,9 @@ class Settings(BaseSettings):
         8192, gt=0, validation_alias=_env("max_queue_size", "MAX_QUEUE_SIZE"))
     request_timeout: float = Field(
         60.0, gt=0, validation_alias=_env("request_timeout", "REQUEST_TIMEOUT"))
+    # Seconds from SIGTERM for admitted requests to finish; then 503 shutting_down and exit 0.
+    grace_period: float = Field(
+        30.0, gt=0, validation_alias=_env("grace_period", "GRACE_PERIOD"))
 
     # More models (predictor/models_config.py): repeatable --model specs and a config file.
     model_specs: list[str] = Field(default_factory=list,

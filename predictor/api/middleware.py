@@ -9,9 +9,16 @@ import hmac
 import re
 from collections.abc import Mapping
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import ApiError, AuthenticationError, PayloadTooLargeError, PermissionDeniedError
+from ..errors import (
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+)
 from ..metrics import REQUESTS
 from .error_handlers import error_response
 
@@ -140,3 +147,54 @@ class CountRequests:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             REQUESTS.labels(path, str(status)).inc()
+
+
+class RejectLoneSurrogates:
+    """400 for a JSON body with an unpaired UTF-16 surrogate escape (``"\\ud800"``).
+
+    Python's json module accepts one and yields a str no tokenizer (and no UTF-8 encoder) can
+    take, which used to end in a 500 on every JSON route. Only bodies holding a ``\\ud`` escape
+    are parsed again (orjson, which refuses lone surrogates); binary V2 bodies are left to the
+    strict V2 decoder.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or any(
+                name == b"inference-header-content-length" for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        messages, body = [], bytearray()
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        problem = _lone_surrogate(bytes(body))
+        if problem:
+            await _send_error(scope, receive, send, BadRequestError(
+                f"The request body has an unpaired UTF-16 surrogate escape ({problem}); text "
+                "must be valid Unicode.", code="invalid_unicode"))
+            return
+        replay = iter(messages)
+
+        async def replaying_receive() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replaying_receive, send)
+
+
+def _lone_surrogate(body: bytes) -> str | None:
+    if b"\\ud" not in body and b"\\uD" not in body:
+        return None
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "surrogate" in str(exc):
+            return str(exc)
+    return None

@@ -45,6 +45,9 @@ def as_int(value: Any, name: str) -> int:
         raise BadRequestError(f"Parameter '{name}' must be an integer.", param=name)
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # Past 18 digits no parameter is in range; int() of thousands of digits raises (and is slow).
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) <= 24:
         return int(value)
-    raise BadRequestError(f"Parameter '{name}' must be an integer, got {value!r}.", param=name)
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise BadRequestError(f"Parameter '{name}' must be an integer in range, got {shown}.",
+                          param=name)

@@ -3,7 +3,7 @@
 Routes exist at ``/v1/...`` and ``/openai/v1/...``. They are added before KServe adds its own,
 so ``GET /v1/models`` is ours (OpenAI shape), while KServe's ``/v1/models/{name}:predict`` and
 the V2 routes stay KServe's. Middleware, outermost first: request counting, bearer auth, body
-size limit, plain-JSON V2 content type.
+size limit, lone-surrogate check, plain-JSON V2 content type.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ..settings import Settings
 from . import compat, models_router, stats_router
 from .embeddings import router as embeddings_router
 from .error_handlers import install_error_handlers, reassert_error_handlers_on_startup
-from .middleware import BearerAuth, BodyLimit, CountRequests
+from .middleware import BearerAuth, BodyLimit, CountRequests, RejectLoneSurrogates
 from .openapi import install_openapi
 from .registry import ServedModels
 from .rerank import router as rerank_router
@@ -32,6 +32,7 @@ def install_routes(app: FastAPI, served: ServedModels, settings: Settings) -> No
     app.include_router(stats_router.build_router(served, settings))
     app.include_router(compat.build_router(served, settings))  # seed drop-in routes
     app.add_middleware(V2JsonContentType)  # added first = innermost
+    app.add_middleware(RejectLoneSurrogates)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BearerAuth, token=settings.api_token,
                        repository_api=settings.repository_api)

@@ -85,10 +85,10 @@ class EngineModel(kserve.Model):
         return self.runner.max_length
 
     def stop(self) -> None:
-        """Shutdown: not ready any more, no new work; queued and running batches finish."""
+        """Shutdown: not ready any more. The engine keeps taking work: a request admitted before
+        the signal (even one still being tokenised) must complete; the servers stop admitting
+        new ones, and what is left at the grace deadline gets 503 (shutdown.py)."""
         self.ready = False
-        if self.batcher is not None:
-            self.batcher.drain()
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         """KServe's V1/V2 entry (REST and gRPC): auth, then ``infer``; errors in gRPC terms.

@@ -280,6 +280,76 @@ def _cap_max_length(runner: Any, spec: Any, model: str) -> Any:
     return runner
 
 
+# -- incomplete model directories ------------------------------------------------------
+# Loaders fill gaps silently: without its tokenizer files transformers builds a tokenizer of
+# the special tokens alone (every text becomes <unk>), and without colbert_linear.pt or
+# sparse_linear.pt FlagEmbedding initialises that head at random (an INFO line). Both would
+# serve plausible-looking nonsense, so a model must have its files, or it fails to load.
+
+M3_HEADS = ("colbert_linear.pt", "sparse_linear.pt")
+# Any one of these holds a vocabulary transformers can build a tokenizer from.
+TOKENIZER_VOCABULARIES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model",
+                          "tokenizer.model", "vocab.txt", "vocab.json")
+MIN_VOCABULARY = 16  # a real vocabulary has thousands of tokens; a degenerate one, a handful
+
+
+class IncompleteModelError(ValueError):
+    """The model's directory lacks a file it needs (the message names it)."""
+
+
+def model_directory(model: str) -> Path | None:
+    """The local directory of ``model``: itself, or its Hugging Face cache snapshot once
+    downloaded; None when neither can be found (nothing to check)."""
+    local = Path(model)
+    if local.is_dir():
+        return local
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not a Hub id, or not in the cache: the loader has said what it could
+        return None
+
+
+def check_model_files(model: str, *, m3: bool) -> None:
+    """Raise ``IncompleteModelError`` naming what ``model``'s directory lacks."""
+    directory = model_directory(model)
+    if directory is None:
+        return
+    missing = []
+    if not (directory / "tokenizer_config.json").is_file():
+        missing.append("tokenizer_config.json")
+    if not any((directory / name).is_file() for name in TOKENIZER_VOCABULARIES):
+        missing.append("tokenizer.json (or another tokenizer vocabulary: "
+                       f"{', '.join(TOKENIZER_VOCABULARIES[1:])})")
+    if m3:
+        missing += [name for name in M3_HEADS if not (directory / name).is_file()]
+    if missing:
+        raise IncompleteModelError(f"{model}: the model directory {directory} is incomplete, "
+                                   f"missing {'; '.join(missing)}")
+
+
+def check_vocabulary(model: str, tokenizer: Any) -> None:
+    """The tokenizer that loaded must have a real vocabulary (not the special tokens alone)."""
+    size = len(tokenizer)
+    if size < MIN_VOCABULARY:
+        raise IncompleteModelError(f"{model}: its tokenizer has only {size} tokens; the "
+                                   "tokenizer files are missing or broken")
+
+
+def _checked(model: str, m3: bool, build: Any) -> Any:
+    """``build()`` between the file checks: before for a local directory (fail fast), after
+    for a Hub id (its files are only there once downloaded)."""
+    local = Path(model).is_dir()
+    if local:
+        check_model_files(model, m3=m3)
+    runner = build()
+    if not local:
+        check_model_files(model, m3=m3)
+    check_vocabulary(model, runner.tokenizer)
+    return runner
+
+
 def load_embedder_runner(model: str, settings: Any, spec: Any = None, *,
                          fallback: str | None = None) -> Any:
     """The runner for an embedder: ``M3Runner`` for BGE-M3, else ``DenseRunner``."""
@@ -288,14 +358,16 @@ def load_embedder_runner(model: str, settings: Any, spec: Any = None, *,
     if detected.family == M3:
         from .m3 import M3Runner
 
-        runner = M3Runner(model, device=settings.device, use_fp16=settings.use_fp16)
+        runner = _checked(model, True, lambda: M3Runner(model, device=settings.device,
+                                                        use_fp16=settings.use_fp16))
         runner.family = M3
         return _cap_max_length(runner, spec, model)
     from .dense import DenseRunner
 
     config = dense_config(model, detected, spec)
     logger.info("embedder %s: %s", model, config.describe())
-    runner = DenseRunner(model, config, device=settings.device, use_fp16=settings.use_fp16)
+    runner = _checked(model, False, lambda: DenseRunner(model, config, device=settings.device,
+                                                        use_fp16=settings.use_fp16))
     return _cap_max_length(runner, spec, model)
 
 
@@ -309,7 +381,7 @@ def load_reranker_runner(model: str, settings: Any, spec: Any = None) -> Any:
     kwargs = {}
     if getattr(spec, "trust_remote_code", False):
         kwargs["trust_remote_code"] = True
-    runner = CrossEncoderRunner(model, device=settings.device, use_fp16=settings.use_fp16,
-                                **kwargs)
+    runner = _checked(model, False, lambda: CrossEncoderRunner(
+        model, device=settings.device, use_fp16=settings.use_fp16, **kwargs))
     runner.family = CROSS_ENCODER
     return _cap_max_length(runner, spec, model)

@@ -1,0 +1,114 @@
+"""SIGTERM over the wire: an admitted request still being tokenised completes; one still running
+when ``--grace_period`` ends gets a clean 503 ``shutting_down``; the process exits 0.
+
+The server is ``tests/held_predictor.py``: the test holds tokenisation and forward passes with
+files, so every step happens when the test says, not when a timer guesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from server_process import REPO, Server, free_port, stop_server
+
+GRACE = 12  # seconds: room for the released request to finish on a busy machine
+
+
+def _start_held(args: list[str], hold: Path, log_path: Path, timeout: float = 240) -> Server:
+    http_port, grpc_port = free_port(), free_port()
+    cmd = [sys.executable, str(REPO / "tests" / "held_predictor.py"), "--http_port",
+           str(http_port), "--grpc_port", str(grpc_port), "--device", "cpu", *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HOLD_DIR": str(hold)}
+    log = open(log_path, "wb")  # noqa: SIM115 - closed when the process is
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    server = Server(proc, http_port, grpc_port, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, server.log()[-3000:]
+        try:
+            if httpx.get(f"{server.url}/v2/models/bge-m3/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop_server(server)
+    raise AssertionError(f"not ready:\n{server.log()[-3000:]}")
+
+
+def _wait_for(path: Path, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"never reached: {what}"
+        time.sleep(0.02)
+
+
+def _not_ready(server: Server) -> bool:
+    try:
+        return httpx.get(f"{server.url}/v2/models/bge-m3/ready", timeout=2).status_code != 200
+    except httpx.HTTPError:
+        return True
+
+
+def test_sigterm_completes_admitted_work_and_cuts_cleanly_at_the_grace_period(m3_dir, tmp_path):
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    srv = _start_held(["--embedder", str(m3_dir), "--reranker", "none",
+                       "--grace_period", str(GRACE)], hold, tmp_path / "server.log")
+    # Over 4096 characters each, so each is tokenised on a thread and the event loop stays free.
+    texts = {name: [f"{name} text number {i} " * 3 for i in range(80)]
+             for name in ("bravo", "charlie")}
+    results: dict[str, httpx.Response] = {}
+
+    def post(name: str) -> None:
+        results[name] = httpx.post(f"{srv.url}/v1/embeddings", json={"input": texts[name]},
+                                   timeout=120)
+
+    try:
+        for name in texts:
+            (hold / f"tok-{name}").touch()
+        threads = {name: threading.Thread(target=post, args=(name,)) for name in texts}
+        for name, thread in threads.items():
+            thread.start()
+            _wait_for(hold / f"tok-{name}.entered", f"{name} tokenising")
+        # Both requests are fully received and admitted, and held in tokenisation.
+        srv.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not _not_ready(srv):
+            assert time.monotonic() < deadline, "still ready after SIGTERM"
+            time.sleep(0.05)
+        sigterm_at = time.monotonic()
+
+        (hold / "tok-bravo").unlink()  # (b): admitted before the signal, so it completes
+        threads["bravo"].join(60)
+        bravo = results["bravo"]
+        assert bravo.status_code == 200, bravo.text
+        assert len(bravo.json()["data"]) == len(texts["bravo"])
+
+        (hold / "forward").touch()  # (a): charlie's batch then runs past the grace period
+        (hold / "tok-charlie").unlink()
+        _wait_for(hold / "forward.entered", "charlie's forward pass")
+        threads["charlie"].join(GRACE + 30)
+        charlie = results["charlie"]
+        assert charlie.status_code == 503, charlie.text
+        assert charlie.json()["error"]["code"] == "shutting_down"
+        assert charlie.json()["error"]["type"] == "service_unavailable"
+        assert charlie.headers["retry-after"] == "1"
+        assert time.monotonic() - sigterm_at < GRACE + 5
+
+        # The worker thread is still inside the held batch: the process must still exit 0.
+        assert srv.process.wait(60) == 0, srv.log()[-3000:]
+        log = srv.log()
+        assert "terminate called" not in log and "Exception in ASGI application" not in log
+        assert "answered 503 to 1 request(s)" in log
+    finally:
+        for path in hold.iterdir():
+            path.unlink()
+        stop_server(srv)
