@@ -18,6 +18,7 @@ from .middleware import BearerAuth, BodyLimit, CountRequests
 from .openapi import install_openapi
 from .registry import ServedModels
 from .rerank import router as rerank_router
+from .responses import V2JsonResponseType
 from .v2_content_type import V2JsonContentType
 
 PREFIXES = ("", "/openai")
@@ -32,6 +33,7 @@ def install_routes(app: FastAPI, served: ServedModels, settings: Settings) -> No
     app.include_router(stats_router.build_router(served, settings))
     app.include_router(compat.build_router(served, settings))  # seed drop-in routes
     app.add_middleware(V2JsonContentType)  # added first = innermost
+    app.add_middleware(V2JsonResponseType)  # labels V2 JSON we render (responses.py)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BearerAuth, token=settings.api_token)
     app.add_middleware(CountRequests)

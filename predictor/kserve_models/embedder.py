@@ -16,6 +16,7 @@ from typing import Any
 from kserve.protocol.infer_type import InferRequest
 
 from ..api import v2_tensors
+from ..api.responses import v2_rest_response
 from ..engine.admission import AdmissionTimeout, OverBudget, process_budget
 from ..errors import BadRequestError, OverloadedError, PayloadTooLargeError
 from ..primitives import EncodeItem, EncodeOptions, EncodeResult, Output
@@ -114,7 +115,8 @@ class EmbedderModel(EngineModel):
             texts = v2_tensors.texts_from_request(payload)
             options = v2_tensors.encode_options(payload)
             result = await self.encode(texts, options, param="inputs[0]")
-            return v2_tensors.embedding_response(self.name, payload, result, options)
+            return await v2_rest_response(
+                payload, v2_tensors.embedding_response(self.name, payload, result, options))
         return await v2_tensors.v1_embed(self, payload)
 
     def get_input_types(self) -> list[dict]:

@@ -17,6 +17,7 @@ import numpy as np
 from kserve.protocol.infer_type import InferRequest
 
 from ..api.params import as_bool, as_int
+from ..api.responses import v2_rest_response
 from ..api.v2_tensors import infer_response, request_parameters
 from ..errors import BadRequestError
 from ..primitives import ScoreItem
@@ -209,8 +210,8 @@ class RerankerModel(EngineModel):
         params = request_parameters(payload)
         result = await self.score(queries, documents, **_score_options(params))
         scores = np.asarray(result.scores, dtype=np.float32)
-        return infer_response(self.name, payload, {"scores": scores},
-                              {"prompt_tokens": result.num_tokens})
+        return await v2_rest_response(payload, infer_response(
+            self.name, payload, {"scores": scores}, {"prompt_tokens": result.num_tokens}))
 
     async def _infer_v1(self, payload) -> dict:
         """V1 ``{"instances": [{"query", "document"}], "parameters"?}`` → one score per pair."""
