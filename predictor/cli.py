@@ -39,6 +39,10 @@ FLAGS = {
     "max_rerank_documents": "Most documents in one rerank request (env MAX_RERANK_DOCUMENTS)",
     "max_request_tokens": "Most tokens in one request, all texts together (env MAX_REQUEST_TOKENS)",
     "max_request_bytes": "Largest request body in bytes; 413 beyond (env MAX_REQUEST_BYTES)",
+    "max_tokenize_chars": "Most characters of text tokenised at once, all requests together; "
+                          "one request over it: 413 (env MAX_TOKENIZE_CHARS)",
+    "max_colbert_tokens": "Most ColBERT vectors (tokens) in one response; 400 beyond "
+                          "(env MAX_COLBERT_TOKENS)",
     "max_queue_size": "Most items (texts or pairs) waiting per model; 429 beyond "
                       "(env MAX_QUEUE_SIZE)",
     "request_timeout": "Seconds a request may wait for the model; 503 beyond "
@@ -73,6 +77,7 @@ FLAG_GROUPS = {
     "sub_batches": "batching",
     "max_input_texts": "limits", "max_rerank_documents": "limits",
     "max_request_tokens": "limits", "max_request_bytes": "limits", "max_queue_size": "limits",
+    "max_tokenize_chars": "limits", "max_colbert_tokens": "limits",
     "request_timeout": "limits", "grace_period": "limits",
     "compat_routes": "routes", "repository_api": "security",
     "training": "training", "training_output_dir": "training", "training_backend": "training",
@@ -136,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
              "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
              "repository_api": _bool, "grace_period": float, "training": _bool}
+    types |= {"max_tokenize_chars": int, "max_colbert_tokens": int}
     extra = {"training": {"nargs": "?", "const": True}}  # a bare --training turns it on
     for name, help_text in FLAGS.items():
         group = groups[FLAG_GROUPS.get(name, "other")]

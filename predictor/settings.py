@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         1 << 20, gt=0, validation_alias=_env("max_request_tokens", "MAX_REQUEST_TOKENS"))
     max_request_bytes: int = Field(
         32 << 20, gt=0, validation_alias=_env("max_request_bytes", "MAX_REQUEST_BYTES"))
+    # Memory bounds (docs/operations.md "Limits"): characters being tokenised at once in the
+    # whole process (one request more than this: 413), ColBERT vectors in one response.
+    max_tokenize_chars: int = Field(
+        4 << 20, gt=0, validation_alias=_env("max_tokenize_chars", "MAX_TOKENIZE_CHARS"))
+    max_colbert_tokens: int = Field(
+        32768, gt=0, validation_alias=_env("max_colbert_tokens", "MAX_COLBERT_TOKENS"))
 
     # Backpressure: items (texts or pairs) waiting per model; seconds a request may wait.
     max_queue_size: int = Field(

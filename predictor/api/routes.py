@@ -18,6 +18,7 @@ from .middleware import BearerAuth, BodyLimit, CountRequests, RejectLoneSurrogat
 from .openapi import install_openapi
 from .registry import ServedModels
 from .rerank import router as rerank_router
+from .responses import V2JsonResponseType
 from .v2_content_type import V2JsonContentType
 
 PREFIXES = ("", "/openai")
@@ -33,6 +34,7 @@ def install_routes(app: FastAPI, served: ServedModels, settings: Settings) -> No
     app.include_router(compat.build_router(served, settings))  # seed drop-in routes
     app.add_middleware(V2JsonContentType)  # added first = innermost
     app.add_middleware(RejectLoneSurrogates)
+    app.add_middleware(V2JsonResponseType)  # labels V2 JSON we render (responses.py)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BearerAuth, token=settings.api_token,
                        repository_api=settings.repository_api)

@@ -8,6 +8,7 @@ engine and maps sparse output.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 from kserve.protocol.infer_type import InferRequest
 
 from ..api import v2_tensors
-from ..errors import BadRequestError
+from ..api.responses import v2_rest_response
+from ..engine.admission import AdmissionTimeout, OverBudget, process_budget
+from ..errors import BadRequestError, OverloadedError, PayloadTooLargeError
 from ..primitives import EncodeItem, EncodeOptions, EncodeResult, Output
 from ..sparse import map_sparse
 from .base import EngineModel
@@ -86,8 +89,8 @@ class EmbedderModel(EngineModel):
                     param="max_length")
             max_length = options.max_length
         mapping = options.sparse_mapping or self.settings.sparse_token_mapping
-        ids = await self.tokenize(sum(map(len, texts)), self.runner.tokenize, texts, max_length,
-                                  options.truncate, options.input_type)
+        ids = await admitted_tokenize(self, sum(map(len, texts)), param, self.runner.tokenize,
+                                      texts, max_length, options.truncate, options.input_type)
         if not options.truncate:
             for i, seq in enumerate(ids):
                 if len(seq) > max_length:
@@ -96,6 +99,8 @@ class EmbedderModel(EngineModel):
                         f"{max_length}; shorten it or allow truncation.",
                         param=f"{param}[{i}]", code="context_length_exceeded")
         check_request_tokens(ids, self.settings.max_request_tokens, param)
+        if Output.COLBERT in options.outputs:
+            check_colbert_tokens(ids, self.settings.max_colbert_tokens, param)
         embeddings = await self.run([EncodeItem(seq, options.outputs) for seq in ids])
         if Output.SPARSE in options.outputs and (mapping != "tokenizer" or options.return_tokens):
             for emb in embeddings:
@@ -110,7 +115,8 @@ class EmbedderModel(EngineModel):
             texts = v2_tensors.texts_from_request(payload)
             options = v2_tensors.encode_options(payload)
             result = await self.encode(texts, options, param="inputs[0]")
-            return v2_tensors.embedding_response(self.name, payload, result, options)
+            return await v2_rest_response(
+                payload, v2_tensors.embedding_response(self.name, payload, result, options))
         return await v2_tensors.v1_embed(self, payload)
 
     def get_input_types(self) -> list[dict]:
@@ -127,6 +133,42 @@ class EmbedderModel(EngineModel):
                              {"name": "colbert_offsets", "datatype": "INT64", "shape": [-1]}],
         }
         return [t for output in Output if output in self.runner.outputs for t in tensors[output]]
+
+
+async def admitted_tokenize(model: EngineModel, chars: int, param: str, tokenize, *args):
+    """``model.tokenize(chars, tokenize, *args)`` holding ``chars`` of the process's
+    tokenising budget (``--max_tokenize_chars``): the memory tokenisers hold at once is bounded
+    before any of them starts. Over the whole budget: 413; no room within the request timeout:
+    503 with ``Retry-After``."""
+    settings = model.settings
+    budget = process_budget("tokenize_chars", settings.max_tokenize_chars)
+    try:
+        async with budget.hold(chars, settings.request_timeout):
+            work = asyncio.ensure_future(model.tokenize(chars, tokenize, *args))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:  # a thread goes on tokenising: keep its share
+                await asyncio.wait([work])
+                raise
+    except OverBudget:
+        raise PayloadTooLargeError(
+            f"'{param}' has {chars} characters of text; at most {budget.capacity} are "
+            "tokenised at once (--max_tokenize_chars, env MAX_TOKENIZE_CHARS). Send it in "
+            "smaller requests.", param=param, code="request_too_large") from None
+    except AdmissionTimeout:
+        raise OverloadedError("The server is busy tokenising other requests; retry shortly.",
+                              code="timeout", headers={"Retry-After": "1"}) from None
+
+
+def check_colbert_tokens(ids: Sequence[Sequence[int]], limit: int, param: str) -> None:
+    """ColBERT output is one vector per token: bound it before the model runs."""
+    total = sum(len(seq) for seq in ids)
+    if total > limit:
+        raise BadRequestError(
+            f"'{param}' has {total} tokens; with return_colbert at most {limit} are allowed "
+            "per request, one vector each (--max_colbert_tokens, env MAX_COLBERT_TOKENS). Send "
+            "fewer or shorter texts, or a lower max_length.", param=param,
+            code="request_too_large")
 
 
 def check_request_tokens(ids: Sequence[Sequence[int]], limit: int, param: str) -> None:

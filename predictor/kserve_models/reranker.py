@@ -17,11 +17,12 @@ import numpy as np
 from kserve.protocol.infer_type import InferRequest
 
 from ..api.params import as_bool, as_int
+from ..api.responses import v2_rest_response
 from ..api.v2_tensors import infer_response, request_parameters
 from ..errors import BadRequestError
 from ..primitives import ScoreItem
 from .base import EngineModel
-from .embedder import raise_too_many_tokens, validate_texts
+from .embedder import admitted_tokenize, raise_too_many_tokens, validate_texts
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,11 @@ class PairTemplate:
                               add_special_tokens=True, return_attention_mask=False,
                               return_token_type_ids=False, verbose=False)
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text alone, untruncated, without special tokens."""
-        return self.tokenizer(list(texts), add_special_tokens=False, truncation=False,
+    def tokenize(self, texts: Sequence[str], limit: int | None = None) -> list[list[int]]:
+        """Token ids of each text alone, without special tokens; the first ``limit`` only
+        (the same ids as a cut of the whole, as the tokenizer truncates after tokenising)."""
+        return self.tokenizer(list(texts), add_special_tokens=False,
+                              truncation=limit is not None, max_length=limit,
                               return_attention_mask=False, return_token_type_ids=False,
                               verbose=False)["input_ids"]
 
@@ -129,9 +132,9 @@ class RerankerModel(EngineModel):
             raise BadRequestError("max_tokens_per_doc must be at least 1.",
                                   param="max_tokens_per_doc")
         chars = sum(map(len, documents)) + sum(map(len, set(queries)))
-        ids, truncated = await self.tokenize(
-            chars, self._pairs, queries, documents, max_length, max_document_tokens, truncate,
-            query_param, documents_param)
+        ids, truncated = await admitted_tokenize(
+            self, chars, documents_param, self._pairs, queries, documents, max_length,
+            max_document_tokens, truncate, query_param, documents_param)
         logits = await self.run([ScoreItem(seq) for seq in ids])
         scores = [sigmoid(x) for x in logits] if normalize else list(logits)
         return ScoreResult(scores=scores, num_tokens=sum(len(seq) for seq in ids),
@@ -165,7 +168,12 @@ class RerankerModel(EngineModel):
         floor = sum(len(q) for q in pair_queries) + template.overhead * len(documents)
         if floor > limit:
             raise_too_many_tokens(floor, limit, documents_param, at_least=True)
-        document_ids = template.tokenize(documents)
+        # No pair can use more of a document than the longest room a query leaves (one more
+        # token tells "too long" when truncation is off): the ids beyond are never held.
+        cap = max_length - template.overhead - min(map(len, pair_queries)) + 1
+        if max_document_tokens is not None:
+            cap = min(cap, max_document_tokens + 1)
+        document_ids = template.tokenize(documents, cap)
         keeps, truncated, total = [], 0, 0
         for i, (q, d) in enumerate(zip(pair_queries, document_ids, strict=True)):
             room = max_length - len(q) - template.overhead
@@ -173,9 +181,8 @@ class RerankerModel(EngineModel):
             if keep > room:
                 if not truncate:
                     raise BadRequestError(
-                        f"{documents_param}[{i}] makes a pair of "
-                        f"{len(q) + len(d) + template.overhead} tokens with the query, more "
-                        f"than {max_length}; shorten it or allow truncation.",
+                        f"{documents_param}[{i}] makes a pair of more than {max_length} tokens "
+                        "with the query; shorten it or allow truncation.",
                         param=f"{documents_param}[{i}]", code="context_length_exceeded")
                 keep = room
                 truncated += 1
@@ -203,8 +210,8 @@ class RerankerModel(EngineModel):
         params = request_parameters(payload)
         result = await self.score(queries, documents, **_score_options(params))
         scores = np.asarray(result.scores, dtype=np.float32)
-        return infer_response(self.name, payload, {"scores": scores},
-                              {"prompt_tokens": result.num_tokens})
+        return await v2_rest_response(payload, infer_response(
+            self.name, payload, {"scores": scores}, {"prompt_tokens": result.num_tokens}))
 
     async def _infer_v1(self, payload) -> dict:
         """V1 ``{"instances": [{"query", "document"}], "parameters"?}`` → one score per pair."""
