@@ -29,7 +29,10 @@ class CrossEncoderRunner:
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True, trust_remote_code: bool = False):
-        from FlagEmbedding import FlagReranker
+        try:
+            from FlagEmbedding import FlagReranker
+        except ImportError:  # the offline GPU kit: same loading (flag_free.py)
+            from .flag_free import FlagReranker
 
         self.device = resolve_device(device)
         self.half = use_half(self.device, use_fp16)

@@ -29,7 +29,10 @@ class M3Runner:
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True):
-        from FlagEmbedding import BGEM3FlagModel
+        try:
+            from FlagEmbedding import BGEM3FlagModel
+        except ImportError:  # the offline GPU kit: same loading and forward (flag_free.py)
+            from .flag_free import BGEM3FlagModel
 
         self.device = resolve_device(device)
         self.half = use_half(self.device, use_fp16)
