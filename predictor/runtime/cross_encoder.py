@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..primitives import ScoreItem
+from . import packed
 from .device import pad_batch, resolve_device, use_half
 from .m3 import model_max_length
 
@@ -49,6 +50,7 @@ class CrossEncoderRunner:
         self.pair_overhead = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.sep_id = self._segment_separator()
         self.observe_stage: Callable[[str, float], None] | None = None
+        self.packed = packed.for_reranker(self)  # CUDA, XLM-R-style: unpadded batches; else None
 
     # -- tokenising (any thread) ---------------------------------------------------------
     def tokenize_pairs(self, queries: Sequence[str], documents: Sequence[str]
@@ -93,6 +95,8 @@ class CrossEncoderRunner:
 
     @torch.inference_mode()
     def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
+        if self.packed is not None:
+            return self.packed.run_batch(items)
         started = time.monotonic()
         ids, mask = pad_batch([item.input_ids for item in items], self.pad_id, self.device)
         extra = {}
