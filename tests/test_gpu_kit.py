@@ -218,10 +218,12 @@ def test_kit_dry_run_offline_install_over_an_existing_torch(tmp_path: Path) -> N
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MiB" in proc.stdout
-    python = _gpu_like_venv(tmp_path, _closure(GPU_MACHINE))  # the "system": torch & co.
+    (tmp_path / "system").mkdir()
+    python = _gpu_like_venv(tmp_path / "system", _closure(GPU_MACHINE))  # torch & co. only
     system = python.parent.parent.parent / "site"
+    assert system.is_dir()
     out = tmp_path / "out"
-    env = {**os.environ, "KIT_VENV": str(tmp_path / "venv"),
+    env = {**os.environ, "KIT_VENV": str(tmp_path / "kit-venv"),
            "BASE_PYTHON": str(Path(sys.base_prefix) / "bin" / f"python{version}")}
     env.pop("PYTHON", None)
     env.pop("PYTHONPATH", None)
