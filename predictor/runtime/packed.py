@@ -179,31 +179,64 @@ class PackedM3:
             torch.cuda.empty_cache()
             raise
 
-    @torch.inference_mode()
     def _run(self, items: Sequence[EncodeItem]) -> list[Embedding]:
         started = time.monotonic()
-        r = self.runner
+        launched = self.forward(self.prepare(items))
+        forwarded = time.monotonic()
+        results = self.finish(launched)
+        if self.runner.observe_stage is not None:
+            self.runner.observe_stage("forward", forwarded - started)
+            self.runner.observe_stage("postprocess", time.monotonic() - forwarded)
+        return results
+
+    def stages(self) -> tuple:
+        """(prepare, forward, finish) for :class:`predictor.runtime.pipeline.Pipeline`."""
+        return self.prepare, self.forward, self.finish
+
+    def prepare(self, items: Sequence[EncodeItem]) -> tuple:
+        """Host: the batch packed (pinned and copied on CUDA) and the union of its outputs."""
         wanted = frozenset().union(*(item.outputs for item in items))
-        packed = pack([item.input_ids for item in items], self.offset, r.device)
-        hidden = self.flag.model(**packed.kwargs(), return_dict=True).last_hidden_state[0]
-        cls_rows = packed.cu_seqlens[:-1].long()
-        dense = sparse = colbert = None
+        return items, wanted, pack([item.input_ids for item in items], self.offset,
+                                   self.runner.device)
+
+    @torch.inference_mode()
+    def forward(self, prepared: tuple) -> tuple:
+        """Device: encoder and heads on real tokens; results queued back to the host."""
+        items, wanted, p = prepared
+        hidden = self.flag.model(**p.kwargs(), return_dict=True).last_hidden_state[0]
+        cls_rows = p.cu_seqlens[:-1].long()
+        out: dict = {}
         if Output.DENSE in wanted:
-            dense = F.normalize(hidden[cls_rows].float(), dim=-1).cpu().numpy()
+            out["dense"] = _to_host(F.normalize(hidden[cls_rows].float(), dim=-1))
         if Output.SPARSE in wanted:
             weights = torch.relu(self.flag.sparse_linear(hidden)).squeeze(-1).float()
-            sparse = lexical_weights(packed.input_ids[0], weights, packed.cu_seqlens,
-                                     self.unused)
+            out["sparse"] = lexical_weights(p.input_ids[0], weights, p.cu_seqlens, self.unused)
         if Output.COLBERT in wanted:
             keep = torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device)
             keep[cls_rows] = False
             vecs = F.normalize(self.flag.colbert_linear(hidden[keep]).float(), dim=-1)
-            colbert = vecs.to(hidden.dtype).cpu().numpy().astype(np.float32, copy=False)
-        forwarded = time.monotonic()
+            out["colbert"] = _to_host(vecs.to(hidden.dtype))  # fp16 on the wire from a GPU
+        event = None
+        if hidden.is_cuda:
+            event = torch.cuda.Event()
+            event.record()
+        return items, p.lengths, out, event
+
+    def finish(self, launched: tuple) -> list[Embedding]:
+        """Host: wait for the copies, then one Embedding per item."""
+        items, lengths, out, event = launched
+        if event is not None:
+            event.synchronize()
+        dense, sparse = out.get("dense"), out.get("sparse")
+        colbert = out.get("colbert")
+        if dense is not None:
+            dense = dense.numpy()
+        if colbert is not None:
+            colbert = colbert.numpy().astype(np.float32, copy=False)
         results = []
         col_start = 0
         for row, item in enumerate(items):
-            n = int(packed.lengths[row])
+            n = int(lengths[row])
             emb = Embedding(num_tokens=n)
             if Output.DENSE in item.outputs:
                 emb.dense = dense[row]
@@ -213,10 +246,17 @@ class PackedM3:
                 emb.colbert = colbert[col_start: col_start + n - 1]
             col_start += n - 1
             results.append(emb)
-        if r.observe_stage is not None:
-            r.observe_stage("forward", forwarded - started)
-            r.observe_stage("postprocess", time.monotonic() - forwarded)
         return results
+
+
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy on the host: queued into pinned memory from a GPU (wait on an event before
+    reading it), the tensor itself on CPU."""
+    if not tensor.is_cuda:
+        return tensor
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    return host
 
 
 class PackedReranker:
