@@ -180,3 +180,74 @@ def test_packing_is_used_on_cuda_only(m3_runner, rr_runner, monkeypatch) -> None
     assert packed.enabled("cuda") and packed.enabled("cuda:1") and not packed.enabled("cpu")
     monkeypatch.setenv("BGE_PREDICTOR_PACKED", "0")
     assert not packed.enabled("cuda")
+    monkeypatch.setenv("BGE_PREDICTOR_PACKED", "always")
+    assert packed.enabled("cpu")
+
+
+class _FakeCudaRunner:
+    """Records the batches a warm-up runs; ``fail_at`` rows raise CUDA's OOM."""
+
+    device = "cuda:0"
+    max_length = 300
+    outputs = frozenset(Output)
+
+    def __init__(self, tokenizer, fail_at: int | None = None):
+        self.tokenizer, self.fail_at, self.calls = tokenizer, fail_at, []
+
+    def run_batch(self, items):
+        if len(items) == self.fail_at:
+            raise torch.cuda.OutOfMemoryError("fake")
+        self.calls.append(items)
+        return [None] * len(items)
+
+
+def test_warm_up_runs_the_batch_shapes_on_cuda_only(m3_runner, monkeypatch) -> None:
+    from predictor.runtime import warmup
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    fake = _FakeCudaRunner(m3_runner.tokenizer)
+    assert warmup.warm_up(fake) == [(1, 16), (1, 300), (8, 300), (32, 300)]
+    assert [len(b) for b in fake.calls] == [1, 1, 8, 32]
+    item = fake.calls[-1][0]
+    assert isinstance(item, EncodeItem) and item.outputs == ALL
+    assert item.input_ids[0] not in m3_runner.tokenizer.all_special_ids
+    stopped = _FakeCudaRunner(m3_runner.tokenizer, fail_at=8)
+    assert warmup.warm_up(stopped) == [(1, 16), (1, 300)]  # OOM ends it, no error
+    assert warmup.warm_up(m3_runner) == []  # CPU: nothing
+
+
+def test_packed_path_over_http_gives_the_padded_answers(model_dirs, client, tmp_path) -> None:
+    """A server forced onto the packed path (as on CUDA) answers as the default one."""
+    import httpx
+
+    from server_process import start_server, stop_server
+
+    m3, reranker = model_dirs
+    srv = start_server(["--embedder", str(m3), "--reranker", str(reranker)],
+                       tmp_path / "packed.log", env={"BGE_PREDICTOR_PACKED": "always"},
+                       ready_models=("bge-m3", "bge-reranker"))
+    try:
+        texts = _texts(6)
+        body = {"model": "bge-m3", "input": texts, "return_colbert": True}
+        rr = {"model": "bge-reranker", "query": "which one", "documents": texts,
+              "raw_scores": True}
+        with httpx.Client(base_url=srv.url, timeout=60) as packed_client:
+            got = packed_client.post("/v1/hybrid-embeddings", json=body)
+            got_rr = packed_client.post("/v1/rerank", json=rr)
+        want = client.post("/v1/hybrid-embeddings", json=body)
+        want_rr = client.post("/v1/rerank", json=rr)
+    finally:
+        stop_server(srv)
+    assert got.status_code == want.status_code == 200, got.text
+    for g, w in zip(got.json()["data"], want.json()["data"], strict=True):
+        np.testing.assert_allclose(g["dense"], w["dense"], atol=1e-5)
+        np.testing.assert_allclose(g["colbert"], w["colbert"], atol=1e-5)
+        assert g["sparse"]["indices"] == w["sparse"]["indices"]
+        np.testing.assert_allclose(g["sparse"]["values"], w["sparse"]["values"], atol=1e-5)
+    assert got.json()["usage"] == want.json()["usage"]
+    assert got_rr.status_code == want_rr.status_code == 200, got_rr.text
+    g_scores = {r["index"]: r["relevance_score"] for r in got_rr.json()["results"]}
+    w_scores = {r["index"]: r["relevance_score"] for r in want_rr.json()["results"]}
+    assert g_scores.keys() == w_scores.keys()
+    np.testing.assert_allclose([g_scores[i] for i in sorted(g_scores)],
+                               [w_scores[i] for i in sorted(w_scores)], atol=1e-5)
