@@ -52,14 +52,25 @@ if [[ -z "$python" ]]; then
       echo "error: no wheelhouse at $wheelhouse (build it with hack/gpu-wheelhouse.sh)" >&2
       exit 2
     fi
-    echo "kit: creating $venv over $("${BASE_PYTHON:-python3}" -c 'import sys; print(sys.prefix)')"
-    "${BASE_PYTHON:-python3}" -m venv --system-site-packages "$venv"
+    base="${BASE_PYTHON:-python3}"
+    echo "kit: creating $venv over $("$base" -c 'import sys; print(sys.prefix)')"
+    # A Python without ensurepip (Debian's without python3-venv) still makes a venv without pip.
+    "$base" -m venv --system-site-packages "$venv" 2>/dev/null \
+      || { rm -rf "$venv"; "$base" -m venv --system-site-packages --without-pip "$venv"; }
+    site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     if [[ -n "$system_site" ]]; then
-      site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
       (cd "$system_site" && pwd) > "$site/_kit_system_site.pth"
     fi
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index \
-      --no-deps --find-links "$wheelhouse" -r "$wheelhouse/requirements.txt"
+    pip_args=(install --quiet --disable-pip-version-check --no-index --no-deps
+              --find-links "$wheelhouse" -r "$wheelhouse/requirements.txt")
+    if "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+      "$venv/bin/python" -m pip "${pip_args[@]}"
+    elif "$base" -m pip --version >/dev/null 2>&1; then
+      "$base" -m pip --python "$venv/bin/python" "${pip_args[@]}"
+    else  # no pip at all: these wheels need no build step, unpacking them installs them
+      echo "kit: no pip; unpacking the wheels into $site"
+      for wheel in "$wheelhouse"/*.whl; do "$venv/bin/python" -m zipfile -e "$wheel" "$site"; done
+    fi
   fi
   python="$venv/bin/python"
 fi
