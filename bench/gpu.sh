@@ -1,56 +1,110 @@
 #!/usr/bin/env bash
-# The benchmark at full size on one GPU: bge-m3-sized (24 layers x 1024, 16 heads, 4096
-# intermediate, 250002-piece vocabulary) and bge-reranker-v2-m3-sized random-weight models,
-# fp16, ~512-token texts. Reports dense/hybrid tokens/s, rerank pairs/s, the p50 of one short
-# query on an idle server, and the fp16-vs-fp32 cosine of the served outputs (target >= 0.999).
+# The GPU benchmark kit: one command on an offline GPU machine, ~6 minutes, one verdict line per
+# target. Full-size random-weight models (bge-m3: 24 layers x 1024, 16 heads, 4096 intermediate,
+# 250002-piece vocabulary; bge-reranker-v2-m3 alike), fp16, ~512-token texts; cells: limit (the
+# bare forward, batches of 16384 tokens as the server's) and ours (the server over HTTP) on
+# dense-long, hybrid-long and rerank-long, the idle p50 of one short query, and the fp16-vs-fp32
+# cosine of the served dense and ColBERT vectors (bench/fidelity.py).
 #
-#   bash bench/gpu.sh                 # on the GPU machine (no internet needed)
-#   bash bench/gpu.sh --tiny          # dry run on CPU with tiny models (~2 minutes)
-#   bash bench/gpu.sh --duration 20   # any further flag goes to python -m bench.run
+#   bash bench/gpu.sh OUT_DIR [--tiny] [--wheelhouse DIR] [--system-site DIR] [bench.run flags]
 #
-# Needs: this repository and a Python 3.11 venv with CUDA torch 2.13.0 and the project
-# installed (see docs/benchmarks.md, "GPU"), found as $VENV (default .venv) or $PYTHON.
-# Models are built once into bench/.cache/ (a few minutes on CPU, ~4.5 GB on disk). The peer
-# (Infinity) is left out unless PEER=1 and bench/.peer-venv exists with a CUDA torch.
+#   OUT_DIR          where results.json, results.md, verdicts.txt and the logs go
+#   --tiny           dry run on CPU with tiny models (checks the kit end to end, ~2 minutes)
+#   --wheelhouse D   wheels from hack/gpu-wheelhouse.sh (default: wheelhouse/ in the checkout)
+#   --system-site D  for a dry run whose "system" Python is itself a venv: its site-packages,
+#                    added to the kit's venv as --system-site-packages would add the system's
+#
+# Python: $PYTHON if set (used as it is), else the venv $KIT_VENV (default .gpu-venv in the
+# checkout), created on first use with `$BASE_PYTHON -m venv --system-site-packages` (default
+# python3: the system's CUDA torch, transformers, ... stay visible) and filled offline with
+# `pip install --no-index --no-deps` from the wheelhouse. The checkout itself is put on
+# PYTHONPATH (no install, no build backend needed). Models are built once into bench/.cache/.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-python="${PYTHON:-${VENV:-$repo/.venv}/bin/python}"
-if [[ ! -x "$python" ]]; then
-  echo "error: no python at $python (set VENV or PYTHON)" >&2
-  exit 2
-fi
 
+usage() { sed -n '9,16p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+[[ $# -ge 1 && "$1" != -* ]] || usage
+out="$1"
+shift
 tiny=0
+wheelhouse="$repo/wheelhouse"
+system_site=""
 args=()
-for arg in "$@"; do
-  if [[ "$arg" == "--tiny" ]]; then tiny=1; else args+=("$arg"); fi
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --tiny) tiny=1; shift ;;
+    --wheelhouse) wheelhouse="$2"; shift 2 ;;
+    --system-site) system_site="$2"; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
 done
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+started=$(date +%s)
 
-modes="limit,library,ours"
-if [[ "${PEER:-0}" == "1" ]]; then modes="$modes,peer"; fi
-stamp="$(date +%Y%m%d-%H%M%S)"
-
-if [[ "$tiny" == "1" ]]; then
-  out="bench/results/gpu-tiny-$stamp"
-  run=(--tiny --device cpu --no-fp16 --no-peer-install)
-else
-  "$python" - <<'EOF'
-import sys
-import torch
-if not torch.cuda.is_available():
-    sys.exit(f"error: torch {torch.__version__} sees no CUDA device (use --tiny for a CPU dry run)")
-print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-EOF
-  out="bench/results/gpu-$stamp"
-  run=(--shape full --device cuda --fp16 --no-peer-install --duration 15
-       --long-texts-per-request 4 "--sweep=1,4,16,32,64" --sweep-workload dense-long
-       --idle-requests 100)
+python="${PYTHON:-}"
+if [[ -z "$python" ]]; then
+  venv="${KIT_VENV:-$repo/.gpu-venv}"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    if [[ ! -f "$wheelhouse/requirements.txt" ]]; then
+      echo "error: no wheelhouse at $wheelhouse (build it with hack/gpu-wheelhouse.sh)" >&2
+      exit 2
+    fi
+    base="${BASE_PYTHON:-python3}"
+    echo "kit: creating $venv over $("$base" -c 'import sys; print(sys.prefix)')"
+    # A Python without ensurepip (Debian's without python3-venv) still makes a venv without pip.
+    "$base" -m venv --system-site-packages "$venv" 2>/dev/null \
+      || { rm -rf "$venv"; "$base" -m venv --system-site-packages --without-pip "$venv"; }
+    site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    if [[ -n "$system_site" ]]; then
+      (cd "$system_site" && pwd) > "$site/_kit_system_site.pth"
+    fi
+    pip_args=(install --quiet --disable-pip-version-check --no-index --no-deps
+              --find-links "$wheelhouse" -r "$wheelhouse/requirements.txt")
+    if "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+      "$venv/bin/python" -m pip "${pip_args[@]}"
+    elif "$base" -m pip --version >/dev/null 2>&1; then
+      "$base" -m pip --python "$venv/bin/python" "${pip_args[@]}"
+    else  # no pip at all: these wheels need no build step, unpacking them installs them
+      echo "kit: no pip; unpacking the wheels into $site"
+      for wheel in "$wheelhouse"/*.whl; do "$venv/bin/python" -m zipfile -e "$wheel" "$site"; done
+    fi
+  fi
+  python="$venv/bin/python"
 fi
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-"$python" -m bench.run "${run[@]}" --modes "$modes" \
-  --workloads dense-short,dense-long,hybrid-long,colbert-long,rerank-short,rerank-long \
-  --fidelity --out "$out" --plots-dir "$out" "${args[@]}"
-"$python" -m bench.summary "$out/results.json"
+"$python" - "$tiny" <<'EOF'
+import importlib.metadata
+import sys
+
+import kserve  # noqa: F401  (the wheelhouse's)
+import torch
+import transformers
+
+import predictor.cli  # noqa: F401  (the checkout's server imports)
+
+print(f"kit: python {sys.version.split()[0]}, torch {torch.__version__}, "
+      f"transformers {transformers.__version__}, kserve {importlib.metadata.version('kserve')}")
+if sys.argv[1] == "0":
+    if not torch.cuda.is_available():
+        sys.exit("error: torch sees no CUDA device (use --tiny for a CPU dry run)")
+    print(f"kit: GPU {torch.cuda.get_device_name(0)}")
+EOF
+
+modes="limit,ours"
+workloads="dense-long,hybrid-long,rerank-long"
+common=(--modes "$modes" --workloads "$workloads" --sweep=
+        --no-peer-install --fidelity --out "$out" --plots-dir "$out")
+if [[ "$tiny" == "1" ]]; then
+  run=(--tiny --device cpu --no-fp16 --clients 4)
+else
+  run=(--shape full --device cuda --fp16 --duration 10 --clients 32
+       --long-texts-per-request 4 --idle-requests 100)
+fi
+"$python" -m bench.run "${run[@]}" "${common[@]}" "${args[@]}" 2>&1 | tee "$out/run.log"
+"$python" -m bench.verdict "$out/results.json" | tee "$out/verdicts.txt"
+echo "kit: done in $(( $(date +%s) - started )) s; results in $out"

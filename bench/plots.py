@@ -9,6 +9,15 @@ from .stats import Cell
 COLORS = {"limit": "#555555", "library": "#d62728", "ours": "#1f77b4", "peer": "#2ca02c"}
 
 
+def available() -> bool:
+    """matplotlib is optional: the GPU kit's offline venv has none, so charts are skipped."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _plt():
     import matplotlib
 

@@ -64,9 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="library: one call at a time (serial) or all client threads at once")
     p.add_argument("--max-batch-size", type=int, default=64,
                    help="limit's batches and the peer's batch size (ours: its own default)")
-    p.add_argument("--max-batch-tokens", type=int, default=4096,
-                   help="limit's padded-token budget per batch (4096: 8 texts of 512 tokens, "
-                        "the fastest long-text batch on this CPU; short texts hit the size cap)")
+    p.add_argument("--max-batch-tokens", type=int, default=None,
+                   help="limit's padded-token budget per batch (default: the server's, 4096 on "
+                        "CPU (8 texts of 512 tokens, the fastest long-text batch on this CPU; "
+                        "short texts hit the size cap), 16384 on GPU)")
     p.add_argument("--ours-arg", action="append", default=[],
                    help="extra flag for python -m predictor (repeatable), e.g. "
                         "--ours-arg=--batch_wait_ms=1")
@@ -98,6 +99,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.idle_requests = min(args.idle_requests, 15)
     if args.fp16 is None:
         args.fp16 = args.device.startswith("cuda")
+    if args.max_batch_tokens is None:
+        from predictor.settings import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS
+
+        args.max_batch_tokens = (GPU_BATCH_TOKENS if args.device.startswith("cuda")
+                                 else CPU_BATCH_TOKENS)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out = args.out or RESULTS / stamp
     if args.plots_dir is None:
@@ -369,7 +375,7 @@ def write_report(args, bench: Bench, idle: dict, fidelity: dict | None, command:
 
     charts = []
     sw = args.sweep_workload
-    for path in (
+    for path in () if not plots.available() else (
         plots.throughput_vs_clients(cells, sw, args.plots_dir / "bench-throughput-clients.png",
                                     f"{sw}: throughput against concurrent clients"),
         plots.latency_percentiles(cells, args.clients, args.plots_dir / "bench-latency.png",

@@ -30,7 +30,10 @@ from ..workloads import COLBERT, DENSE, SPARSE, Corpus, Workload
 class LimitRunner:
     def __init__(self, m3_dir: str, rr_dir: str, device: str, fp16: bool,
                  max_batch_size: int = 64, max_batch_tokens: int = 16384):
-        from FlagEmbedding import BGEM3FlagModel, FlagReranker
+        try:
+            from FlagEmbedding import BGEM3FlagModel, FlagReranker
+        except ImportError:  # the offline GPU kit: the same loading without FlagEmbedding
+            from predictor.runtime.flag_free import BGEM3FlagModel, FlagReranker
 
         from predictor.runtime.threads import single_thread_here, use_cpus_here
 

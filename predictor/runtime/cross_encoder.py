@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..primitives import ScoreItem
+from . import packed
 from .device import pad_batch, resolve_device, use_half
 from .m3 import model_max_length
 
@@ -29,7 +30,10 @@ class CrossEncoderRunner:
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True, trust_remote_code: bool = False):
-        from FlagEmbedding import FlagReranker
+        try:
+            from FlagEmbedding import FlagReranker
+        except ImportError:  # the offline GPU kit: same loading (flag_free.py)
+            from .flag_free import FlagReranker
 
         self.device = resolve_device(device)
         self.half = use_half(self.device, use_fp16)
@@ -46,6 +50,7 @@ class CrossEncoderRunner:
         self.pair_overhead = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.sep_id = self._segment_separator()
         self.observe_stage: Callable[[str, float], None] | None = None
+        self.packed = packed.for_reranker(self)  # CUDA, XLM-R-style: unpadded batches; else None
 
     # -- tokenising (any thread) ---------------------------------------------------------
     def tokenize_pairs(self, queries: Sequence[str], documents: Sequence[str]
@@ -90,6 +95,8 @@ class CrossEncoderRunner:
 
     @torch.inference_mode()
     def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
+        if self.packed is not None:
+            return self.packed.run_batch(items)
         started = time.monotonic()
         ids, mask = pad_batch([item.input_ids for item in items], self.pad_id, self.device)
         extra = {}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..primitives import Embedding, EncodeItem, Output, SparseVector
+from . import packed
 from .device import pad_batch, resolve_device, use_half
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,10 @@ class M3Runner:
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True):
-        from FlagEmbedding import BGEM3FlagModel
+        try:
+            from FlagEmbedding import BGEM3FlagModel
+        except ImportError:  # the offline GPU kit: same loading and forward (flag_free.py)
+            from .flag_free import BGEM3FlagModel
 
         self.device = resolve_device(device)
         self.half = use_half(self.device, use_fp16)
@@ -53,6 +57,7 @@ class M3Runner:
         self.unused_token_ids = np.array(sorted(special), dtype=np.int64)
         self._token_strings: dict[int, str] = {}
         self.observe_stage: Callable[[str, float], None] | None = None
+        self.packed = packed.for_m3(self)  # CUDA: unpadded batches (packed.py); else None
 
     # -- tokenising (any thread) ---------------------------------------------------------
     def tokenize(self, texts: list[str], max_length: int, truncate: bool,
@@ -78,6 +83,8 @@ class M3Runner:
 
     # -- one batch (the engine's worker thread) ------------------------------------------
     def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
+        if self.packed is not None:
+            return self.packed.run_batch(items)
         started = time.monotonic()
         try:
             dense, weights, colbert = self._forward(items)

@@ -4,6 +4,7 @@
 2. On CPU, unless ``--sub_batches off``, measure the forward call's fixed cost here, on the
    thread and with the threads that will run the batches, so batches can be split by length
    (runtime/sub_batches.py). This is also the model's warm-up.
+3. On CUDA, warm up over the batch shapes (runtime/warmup.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from .sub_batches import SplitByLength
 from .threads import use_cpus_here
+from .warmup import warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +22,7 @@ logger = logging.getLogger(__name__)
 def prepare_worker(runner: Any) -> None:
     """``runner``: the engine's runner, a ``SplitByLength`` on CPU (then measured here)."""
     threads = use_cpus_here()
+    warm_up(runner)  # CUDA: the batch shapes before ready (warmup.py); nothing on CPU
     if isinstance(runner, SplitByLength):
         cost = runner.measure()
         logger.info("%s on %d threads: a forward call costs as much as %.0f tokens; batches "

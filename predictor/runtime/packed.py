@@ -1,0 +1,304 @@
+"""Packed (unpadded) batches for the GPU: one row of real tokens, variable-length attention.
+
+Why: a padded batch spends its FFN and projection FLOPs on padding and forces SDPA onto a 4-D
+boolean mask, which rules out the flash kernel. Packed, as TEI and vLLM do, the batch is one
+row of the sequences' real tokens laid end to end with per-sequence positions (XLM-R's
+``padding_idx + 1`` offset, as ``create_position_ids_from_input_ids`` gives a padded row), and
+attention runs per sequence from the cumulative lengths: PyTorch's own
+``torch.nn.attention.varlen.varlen_attn`` (flash) on CUDA, else one SDPA call per sequence.
+
+How it plugs in: :func:`enable` registers one attention implementation with transformers'
+attention interface and switches the encoder to it. Called with ``cu_seq_lens_q`` (the packed
+path) it runs variable-length attention; called without (the padded path) it is exactly
+transformers' SDPA with its SDPA mask, so a padded forward gives what it gave before.
+
+Used only on CUDA (``M3Runner``/``CrossEncoderRunner`` build :class:`PackedM3` /
+:class:`PackedReranker` there); CPU behaviour is unchanged. tests/test_gpu_path.py checks the
+packed outputs against the padded path on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..primitives import Embedding, EncodeItem, Output, ScoreItem
+from .device_sparse import lexical_weights
+
+ATTENTION = "bge_packed"
+#: Model types whose positions start after the padding index (XLM-R, RoBERTa, CamemBERT).
+_OFFSET_POSITIONS = {"xlm-roberta", "roberta", "camembert"}
+_registered = threading.Lock()
+_done = False
+
+
+def _register() -> None:
+    global _done
+    with _registered:
+        if _done:
+            return
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+        def mask(*args, attention_mask=None, **kwargs):
+            # Packed calls have no mask: do not let a mask factory build a T x T one.
+            if attention_mask is None:
+                return None
+            return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+        AttentionInterface.register(ATTENTION, packed_attention)
+        AttentionMaskInterface.register(ATTENTION, mask)
+        _done = True
+
+
+def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
+                     **kwargs):
+    """transformers' attention signature; ``query`` is (batch, heads, tokens, head_dim)."""
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                      scaling=scaling, dropout=dropout, **kwargs)
+    max_len = int(kwargs["max_length_q"])
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
+    out = varlen_attention(q, k, v, cu, max_len, scaling)
+    return out.unsqueeze(0), None  # (1, tokens, heads, dim), as transformers' SDPA returns
+
+
+def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor,
+                     max_len: int, scaling: float | None) -> torch.Tensor:
+    """Attention within each sequence of a packed (tokens, heads, dim) batch."""
+    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and (
+            scaling is None or abs(scaling - q.shape[-1] ** -0.5) < 1e-12):  # flash's terms
+        try:
+            from torch.nn.attention.varlen import varlen_attn
+        except ImportError:  # torch without it: the per-sequence loop below
+            varlen_attn = None
+        if varlen_attn is not None:
+            return varlen_attn(q, k, v, cu, cu, max_len, max_len)
+    bounds = cu.tolist()
+    out = torch.empty_like(q)
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))  # (heads, n, dim)
+        out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, scale=scaling)\
+            .transpose(0, 1)
+    return out
+
+
+@dataclass
+class Packed:
+    """A batch as one row: ids and positions (1, T), cumulative lengths (N + 1,) int32."""
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    cu_seqlens: torch.Tensor
+    max_len: int
+    lengths: np.ndarray
+    starts: np.ndarray
+
+    def kwargs(self) -> dict:
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids,
+                "cu_seq_lens_q": self.cu_seqlens, "cu_seq_lens_k": self.cu_seqlens,
+                "max_length_q": self.max_len, "max_length_k": self.max_len}
+
+
+def pack(sequences: Sequence[Sequence[int]], position_offset: int, device: str) -> Packed:
+    """Lay the sequences end to end (vectorised: no per-token Python loop)."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    if lengths.size == 0 or lengths.min() < 1:
+        raise ValueError("every sequence needs at least one token")
+    ids = np.fromiter((t for s in sequences for t in s), dtype=np.int64, count=int(lengths.sum()))
+    cu = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=cu[1:])
+    starts = cu[:-1]
+    positions = np.arange(cu[-1], dtype=np.int64) - np.repeat(starts, lengths) + position_offset
+    pin = device != "cpu"
+
+    def to_device(a: np.ndarray, dtype) -> torch.Tensor:
+        t = torch.from_numpy(a).to(dtype)
+        if pin:
+            t = t.pin_memory()
+        return t.to(device, non_blocking=pin)
+
+    return Packed(input_ids=to_device(ids, torch.long)[None],
+                  position_ids=to_device(positions, torch.long)[None],
+                  cu_seqlens=to_device(cu, torch.int32), max_len=int(lengths.max()),
+                  lengths=lengths, starts=starts)
+
+
+def position_offset(config) -> int:
+    """Where a sequence's positions start: ``padding_idx + 1`` for XLM-R-style models."""
+    if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+        return int(config.pad_token_id) + 1
+    return 0
+
+
+def enable(encoder: torch.nn.Module) -> None:
+    """Switch ``encoder`` (a transformers model) to :func:`packed_attention`."""
+    _register()
+    encoder.set_attn_implementation(ATTENTION)
+
+
+def enabled(device: str) -> bool:
+    """Packed batches on CUDA, unless ``BGE_PREDICTOR_PACKED=0`` (then the padded path);
+    ``always`` packs on any device (the CPU tests drive the packed path over HTTP with it)."""
+    mode = os.environ.get("BGE_PREDICTOR_PACKED", "1").strip().lower()
+    if mode == "always":
+        return True
+    return device.startswith("cuda") and mode not in ("0", "false", "off")
+
+
+def for_m3(runner) -> PackedM3 | None:
+    return PackedM3(runner) if enabled(runner.device) else None
+
+
+def for_reranker(runner) -> PackedReranker | None:
+    if enabled(runner.device) and PackedReranker.supports(runner):
+        return PackedReranker(runner)
+    return None
+
+
+class PackedM3:
+    """``M3Runner.run_batch`` on packed batches: same outputs, heads applied to real tokens,
+    sparse weights reduced on the device, ColBERT copied back in the model's dtype."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.flag = runner.model  # FlagEmbedding's (or flag_free's) M3 model
+        enable(self.flag.model)
+        self.offset = position_offset(self.flag.model.config)
+        self.unused = torch.as_tensor(runner.unused_token_ids, device=runner.device)
+
+    def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
+        try:
+            return self._run(items)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise
+
+    def _run(self, items: Sequence[EncodeItem]) -> list[Embedding]:
+        started = time.monotonic()
+        launched = self.forward(self.prepare(items))
+        forwarded = time.monotonic()
+        results = self.finish(launched)
+        if self.runner.observe_stage is not None:
+            self.runner.observe_stage("forward", forwarded - started)
+            self.runner.observe_stage("postprocess", time.monotonic() - forwarded)
+        return results
+
+    def stages(self) -> tuple:
+        """(prepare, forward, finish) for :class:`predictor.runtime.pipeline.Pipeline`."""
+        return self.prepare, self.forward, self.finish
+
+    def prepare(self, items: Sequence[EncodeItem]) -> tuple:
+        """Host: the batch packed (pinned and copied on CUDA) and the union of its outputs."""
+        wanted = frozenset().union(*(item.outputs for item in items))
+        return items, wanted, pack([item.input_ids for item in items], self.offset,
+                                   self.runner.device)
+
+    @torch.inference_mode()
+    def forward(self, prepared: tuple) -> tuple:
+        """Device: encoder and heads on real tokens; results queued back to the host."""
+        items, wanted, p = prepared
+        hidden = self.flag.model(**p.kwargs(), return_dict=True).last_hidden_state[0]
+        cls_rows = p.cu_seqlens[:-1].long()
+        out: dict = {}
+        if Output.DENSE in wanted:
+            out["dense"] = _to_host(F.normalize(hidden[cls_rows].float(), dim=-1))
+        if Output.SPARSE in wanted:
+            weights = torch.relu(self.flag.sparse_linear(hidden)).squeeze(-1).float()
+            out["sparse"] = lexical_weights(p.input_ids[0], weights, p.cu_seqlens, self.unused)
+        if Output.COLBERT in wanted:
+            keep = torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device)
+            keep[cls_rows] = False
+            vecs = F.normalize(self.flag.colbert_linear(hidden[keep]).float(), dim=-1)
+            out["colbert"] = _to_host(vecs.to(hidden.dtype))  # fp16 on the wire from a GPU
+        event = None
+        if hidden.is_cuda:
+            event = torch.cuda.Event()
+            event.record()
+        return items, p.lengths, out, event
+
+    def finish(self, launched: tuple) -> list[Embedding]:
+        """Host: wait for the copies, then one Embedding per item."""
+        items, lengths, out, event = launched
+        if event is not None:
+            event.synchronize()
+        dense, sparse = out.get("dense"), out.get("sparse")
+        colbert = out.get("colbert")
+        if dense is not None:
+            dense = dense.numpy()
+        if colbert is not None:
+            colbert = colbert.numpy().astype(np.float32, copy=False)
+        results = []
+        col_start = 0
+        for row, item in enumerate(items):
+            n = int(lengths[row])
+            emb = Embedding(num_tokens=n)
+            if Output.DENSE in item.outputs:
+                emb.dense = dense[row]
+            if Output.SPARSE in item.outputs:
+                emb.sparse = sparse[row]
+            if Output.COLBERT in item.outputs:
+                emb.colbert = colbert[col_start: col_start + n - 1]
+            col_start += n - 1
+            results.append(emb)
+        return results
+
+
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy on the host: queued into pinned memory from a GPU (wait on an event before
+    reading it), the tensor itself on CPU."""
+    if not tensor.is_cuda:
+        return tensor
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    return host
+
+
+class PackedReranker:
+    """``CrossEncoderRunner.run_batch`` on packed batches, for XLM-R-style classifiers whose
+    head reads the first token (``features[:, 0]``): bge-reranker-v2-m3 and its kind."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        model = runner.model
+        self.base = model.base_model
+        self.classifier = model.classifier
+        enable(self.base)
+        self.offset = position_offset(model.config)
+
+    @staticmethod
+    def supports(runner) -> bool:
+        model = runner.model
+        return (runner.sep_id is None
+                and getattr(model.config, "model_type", "") in _OFFSET_POSITIONS
+                and hasattr(model, "classifier") and model.base_model is not model)
+
+    def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
+        try:
+            return self._run(items)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise
+
+    @torch.inference_mode()
+    def _run(self, items: Sequence[ScoreItem]) -> list[float]:
+        started = time.monotonic()
+        packed = pack([item.input_ids for item in items], self.offset, self.runner.device)
+        hidden = self.base(**packed.kwargs(), return_dict=True).last_hidden_state[0]
+        firsts = hidden[packed.cu_seqlens[:-1].long()]
+        logits = self.classifier(firsts[:, None, :])
+        scores = logits.view(-1).float().cpu().numpy().astype(np.float64).tolist()
+        if self.runner.observe_stage is not None:
+            self.runner.observe_stage("forward", time.monotonic() - started)
+        return scores
+
