@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import get_args
 
 from .settings import Settings
 
@@ -25,7 +26,10 @@ FLAGS = {
     "embedder_name": "Name of the embedder in V2 routes and the 'model' field (default bge-m3)",
     "reranker_name": "Name of the reranker (default bge-reranker)",
     "device": "cuda, cuda:N or cpu (env DEVICE; default cuda if available)",
-    "use_fp16": "Half precision on CUDA, ignored on CPU (env USE_FP16, default true)",
+    "use_fp16": "Half precision on CUDA, ignored on CPU (env USE_FP16, default true); "
+                "an alias: with --dtype auto, false means float32 on CUDA",
+    "dtype": "auto, float32, bfloat16, float16 or int8 (env DTYPE, default auto: float16 on "
+             "CUDA, bfloat16 on a CPU with native bf16, else float32; int8: CPU, on request)",
     "api_token": "Bearer token required on inference routes (env API_TOKEN)",
     "sparse_token_mapping": "Sparse index mapping: tokenizer or hash (env SPARSE_TOKEN_MAPPING)",
     "sparse_index_space": "Modulus of the hash mapping (env SPARSE_INDEX_SPACE, default 1048576)",
@@ -65,8 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
              "max_queue_size": int, "request_timeout": float, "compat_routes": _bool}
+    choices = {"dtype": get_args(Settings.model_fields["dtype"].annotation)}
     for name, help_text in FLAGS.items():
-        parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
+        parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text,
+                            choices=choices.get(name))
     parser.add_argument(
         "--model", action="append", default=None, metavar="SPEC", dest="model_specs",
         help="Serve one more model (repeatable): 'name=e5,kind=embedder,"
