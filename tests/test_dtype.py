@@ -195,3 +195,55 @@ def test_auto_in_process_reports_what_this_cpu_gets(m3_dir):
         assert config["dtype"] == ("bfloat16" if device_mod.cpu_native_bf16() else "float32")
     finally:
         model.stop()
+
+
+# -- int8 (ONNX Runtime), on request -------------------------------------------------------
+
+INT8_COSINE = 0.99  # documented floor; the measured figures are in docs/benchmarks.md
+
+
+@pytest.fixture(scope="module")
+def int8_cache(tmp_path_factory, monkeypatch_module):
+    path = tmp_path_factory.mktemp("int8-cache")
+    monkeypatch_module.setenv("INT8_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_int8_m3_figures_and_its_cached_graph(m3_dir, m3_runners, int8_cache):
+    from predictor.runtime.m3 import M3Runner
+
+    runner = M3Runner(str(m3_dir), device="cpu", dtype="int8")
+    assert runner.precision.dtype == "int8"
+    graphs = list(int8_cache.glob("*.int8.onnx"))
+    assert len(graphs) == 1, "exported and quantised once, into the cache"
+    stamp = graphs[0].stat().st_mtime_ns
+    ref, ours = _embed(m3_runners["float32"], TEXTS), _embed(runner, TEXTS)
+    dense = min(_cos(o.dense, r.dense) for o, r in zip(ours, ref, strict=True))
+    colbert = min(_cos(o.colbert, r.colbert) for o, r in zip(ours, ref, strict=True))
+    sparse = max(sparse_report(o.sparse, r.sparse)[0] for o, r in zip(ours, ref, strict=True))
+    print(f"\nint8 vs fp32 (tiny M3): min cosine dense {dense:.5f}, ColBERT {colbert:.5f}; "
+          f"sparse max |diff|/max weight {sparse:.4f}")
+    assert dense >= INT8_COSINE and colbert >= INT8_COSINE
+    # a second load reuses the graph instead of exporting again
+    again = M3Runner(str(m3_dir), device="cpu", dtype="int8")
+    assert again.model.model.graph == graphs[0] and graphs[0].stat().st_mtime_ns == stamp
+
+
+def test_int8_rerank_figures(reranker_dir, int8_cache):
+    from predictor.runtime.cross_encoder import CrossEncoderRunner
+
+    scores = {}
+    for dtype in ("float32", "int8"):
+        runner = CrossEncoderRunner(str(reranker_dir), device="cpu", dtype=dtype)
+        pairs = runner.tokenize_pairs([QUERIES[0]] * len(DOCS), DOCS)
+        scores[dtype] = np.array(runner.run_batch(
+            [ScoreItem(ids[:runner.max_length]) for ids, _, _ in pairs]))
+    diff = float(np.abs(scores["int8"] - scores["float32"]).max())
+    print(f"\nint8 vs fp32 (tiny reranker): max |logit diff| {diff:.5f}")
+    assert np.isfinite(scores["int8"]).all() and diff <= RERANK_ABS

@@ -40,7 +40,7 @@ class CrossEncoderRunner:
         self.tokenizer = flag.tokenizer
         # The transformer under the classification head, as transformers names it.
         self.model = apply_precision(flag.model, self.precision, self.device,
-                                     flag.model.base_model_prefix)
+                                     flag.model.base_model_prefix, model_name_or_path)
         if int(getattr(self.model.config, "num_labels", 1)) != 1:
             raise ValueError(f"{model_name_or_path} has {self.model.config.num_labels} labels; "
                              "a reranker has one relevance logit")

@@ -255,7 +255,8 @@ class DenseRunner:
             model_name_or_path, trust_remote_code=config.trust_remote_code, **sub)
         self.model = AutoModel.from_pretrained(
             model_name_or_path, trust_remote_code=config.trust_remote_code, **sub)
-        self.model = apply_precision(self.model, self.precision, self.device)
+        self.model = apply_precision(self.model, self.precision, self.device,
+                                     source=model_name_or_path)
         # Dense heads stay fp32: they are tiny and the pooled vector is fp32 anyway.
         self.dense_layers = [_load_dense_layer(model_name_or_path, spec).to(self.device).eval()
                              for spec in config.dense_layers]

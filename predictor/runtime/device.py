@@ -5,8 +5,10 @@
 emulates it and is slower than float32. How bfloat16 runs was chosen by measurement
 (docs/benchmarks.md, "CPU dtypes"): the encoder's Linear weights are stored in bf16 and run
 under autocast, while embeddings, LayerNorm and the residual stream stay float32 and the heads
-(pooling, sparse, ColBERT, classifier) see float32 hidden states. That is as fast as casting
-the whole model and as exact as plain autocast (which re-casts every weight on every call).
+(pooling, sparse, ColBERT, classifier) see float32 hidden states. That is as exact as plain
+autocast (which re-casts every weight on every call, and is slower) and keeps the sparse
+weights within 1% of float32, which casting the whole model does not. int8 runs the encoder
+in ONNX Runtime (runtime/int8.py), on request only.
 """
 
 from __future__ import annotations
@@ -123,24 +125,31 @@ class LowPrecisionEncoder(torch.nn.Module):
 
 
 def apply_precision(model: torch.nn.Module, precision: Precision, device: str,
-                    encoder_attr: str | None = None) -> torch.nn.Module:
+                    encoder_attr: str | None = None, source: str = "") -> torch.nn.Module:
     """``model`` set up to run in ``precision`` on ``device`` (eval mode).
 
     ``encoder_attr``: the attribute holding the transformer whose hidden states feed the
     model's own heads (FlagEmbedding's M3 ``model``, a classifier's ``base_model_prefix``);
     None when ``model`` is the encoder itself (the result is then the wrapper).
-    int8 is not handled here (runtime/int8.py replaces the model).
+    ``source``: where the model was loaded from (keys int8's cached graph).
     """
     if precision.dtype == "float16":
         return model.half().to(device).eval()
     model = model.float().to(device).eval()
-    if precision.dtype != "bfloat16":
+    if precision.dtype == "bfloat16":
+        def wrap(encoder):
+            return LowPrecisionEncoder(encoder, torch.bfloat16, device.split(":")[0])
+    elif precision.dtype == "int8":
+        from .int8 import OnnxInt8Encoder
+        from .threads import torch_threads
+
+        def wrap(encoder):
+            return OnnxInt8Encoder(encoder, source, torch_threads())
+    else:
         return model
-    device_type = device.split(":")[0]
     if encoder_attr is None:
-        return LowPrecisionEncoder(model, torch.bfloat16, device_type).eval()
-    encoder = getattr(model, encoder_attr)
-    setattr(model, encoder_attr, LowPrecisionEncoder(encoder, torch.bfloat16, device_type))
+        return wrap(model).eval()
+    setattr(model, encoder_attr, wrap(getattr(model, encoder_attr)))
     return model.eval()
 
 

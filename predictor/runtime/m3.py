@@ -38,7 +38,8 @@ class M3Runner:
                               normalize_embeddings=True)
         self.tokenizer = flag.tokenizer
         # EncoderOnlyEmbedderM3ModelForInference: its encoder is ``.model``, then the heads.
-        self.model = apply_precision(flag.model, self.precision, self.device, "model")
+        self.model = apply_precision(flag.model, self.precision, self.device, "model",
+                                     model_name_or_path)
         config = self.model.model.config
         self.hidden_size = int(config.hidden_size)
         self.dense_dim = self.hidden_size
