@@ -34,6 +34,37 @@ def cell_row(cell: Cell) -> tuple[str, ...]:
 RATIO_HEADER = ("workload", "ratio", "texts/s", "target", "verdict", "texts/CPU-s")
 
 
+DTYPE_HEADER = ("workload", "contender", "vs float32", "texts/s", "float32 texts/s",
+                "per-round ratios")
+
+
+def dtype_rows(all_cells: Iterable[Cell], clients: int) -> list[tuple[str, ...]]:
+    """Per workload and contender run in several dtypes (``ours@bfloat16``...): each dtype's
+    texts/s over the same contender's ``@float32``, the median of the rounds' ratios (the
+    rounds alternate the order, so both sides of a ratio ran within the same minute)."""
+    runs: dict[tuple[str, str, str], list[Cell]] = {}
+    for c in all_cells:
+        kind, _, dtype = c.mode.partition("@")
+        if dtype and c.clients == clients:
+            runs.setdefault((c.workload, kind, dtype), []).append(c)
+    rows = []
+    for (workload, kind, dtype), cells in runs.items():
+        base = runs.get((workload, kind, "float32"))
+        if dtype == "float32" or not base:
+            continue
+        ratios = sorted(a.texts_per_s / b.texts_per_s for a, b in zip(cells, base, strict=False)
+                        if b.texts_per_s)
+        if not ratios:
+            continue
+        median = ratios[len(ratios) // 2] if len(ratios) % 2 else \
+            (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
+        rows.append((workload, f"{kind}@{dtype}", f"{median:.2f}x",
+                     f"{max(c.texts_per_s for c in cells):.1f}",
+                     f"{max(c.texts_per_s for c in base):.1f}",
+                     " ".join(f"{r:.2f}" for r in ratios)))
+    return rows
+
+
 def ratio_rows(cells: Iterable[Cell], clients: int) -> list[tuple[str, ...]]:
     """Per workload: ours' texts/s over each other contender's, against the targets.
 

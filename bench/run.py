@@ -143,23 +143,28 @@ class Bench:
         del a
 
     def _start_one(self, mode: str, m3_dir: pathlib.Path, rr_dir: pathlib.Path) -> None:
+        """``mode``: a contender, or ``contender@dtype`` (limit, library, ours) to run it in
+        that ``--dtype``: ``--modes ours@float32,ours@auto`` serves both side by side."""
         a = self.args
-        if mode in ("limit", "library"):
+        kind, _, dtype = mode.partition("@")
+        if kind in ("limit", "library"):
             from .modes.inproc import InProcWorker
 
             load = {"m3_dir": str(m3_dir), "rr_dir": str(rr_dir), "device": a.device,
                     "fp16": a.fp16}
-            if mode == "limit":
+            if dtype:
+                load["dtype"] = dtype
+            if kind == "limit":
                 load.update(max_batch_size=a.max_batch_size, max_batch_tokens=a.max_batch_tokens)
             else:
                 load.update(sharing=a.library_sharing)
-            self.workers[mode] = InProcWorker(mode, **load)
-        elif mode == "ours":
+            self.workers[mode] = InProcWorker(kind, **load)
+        elif kind == "ours":
             from .modes import ours
 
             env = dict(item.split("=", 1) for item in a.ours_env)
             self.servers[mode] = ours.start(m3_dir, rr_dir, a.device, a.fp16, a.out, a.ours_arg,
-                                            env)
+                                            env, dtype=dtype or None)
             self.specs[mode] = ours.OursSpec()
         elif mode == "peer":
             from .modes import peer
@@ -209,6 +214,7 @@ class Bench:
             cell.client_cpu_s = time.process_time() - client0
             cell.cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
             cell.peak_rss_mb = tree_peak_mb(server.pid)
+        cell.mode = mode  # contender@dtype
         if cell.engine and cell.engine.get("padded_tokens"):
             cell.engine["padding"] = round(1 - cell.tokens / cell.engine["padded_tokens"], 3)
         cell.load_avg = round(os.getloadavg()[0], 2)
@@ -234,11 +240,11 @@ class Bench:
         req = corpus.request(dense_short, 0)
         req = type(req)([text], corpus.passages["short"].tokens[0])
         out = {}
-        for mode in ("limit", "library"):
-            if mode in self.workers and n:
+        for mode in self.workers:
+            if n:
                 out[mode] = percentile(self.workers[mode].call("single", text, n), 50) * 1e3
-        for mode in ("ours", "peer"):
-            if mode in self.servers and n:
+        for mode in self.servers:
+            if n:
                 _, base = self.servers[mode]
                 times = one_by_one(base, self.specs[mode], dense_short, req, n)
                 out[mode] = percentile(times, 50) * 1e3
@@ -342,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _engine_totals(mode: str, base: str) -> dict | None:
-    if mode != "ours":
+    if mode.partition("@")[0] != "ours":
         return None
     from .modes.ours import engine_totals
 
@@ -362,10 +368,14 @@ def write_report(args, bench: Bench, idle: dict, fidelity: dict | None, command:
     rows = [report.cell_row(c) for c in cells]
     ratios = report.ratio_rows(cells, args.clients)
     idle_rows = report.idle_rows(idle)
+    dtypes = report.dtype_rows(bench.all_cells, args.clients)
     print("\n" + report.text_table(report.HEADER, rows))
     if ratios:
         print("\nratios (texts/s) at", args.clients, "clients:")
         print(report.text_table(report.RATIO_HEADER, ratios))
+    if dtypes:
+        print("\ndtypes against float32 (texts/s) at", args.clients, "clients:")
+        print(report.text_table(report.DTYPE_HEADER, dtypes))
     if idle_rows:
         print("\nidle single short text, p50 ms:")
         print(report.text_table(("contender", "p50 ms"), idle_rows))
@@ -400,6 +410,7 @@ def write_report(args, bench: Bench, idle: dict, fidelity: dict | None, command:
     payload = {"meta": meta, "cells": [c.summary() for c in cells],
                "all_rounds": [c.summary() for c in bench.all_cells], "idle_p50_ms": idle,
                "fidelity": fidelity,
+               "dtype_ratios": [dict(zip(report.DTYPE_HEADER, r, strict=True)) for r in dtypes],
                "ratios": [dict(zip(report.RATIO_HEADER, r, strict=True)) for r in ratios]}
     (args.out / "results.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
     md = [f"Command: `{command}`", "",
@@ -408,6 +419,8 @@ def write_report(args, bench: Bench, idle: dict, fidelity: dict | None, command:
           report.md_table(report.HEADER, rows), ""]
     if ratios:
         md += [report.md_table(report.RATIO_HEADER, ratios), ""]
+    if dtypes:
+        md += [report.md_table(report.DTYPE_HEADER, dtypes), ""]
     if idle_rows:
         md += [report.md_table(("idle, one short text", "p50 ms"), idle_rows), ""]
     for mode, why in bench.unavailable.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import get_args
 
 from .settings import Settings
 
@@ -25,7 +26,10 @@ FLAGS = {
     "embedder_name": "Name of the embedder in V2 routes and the 'model' field (default bge-m3)",
     "reranker_name": "Name of the reranker (default bge-reranker)",
     "device": "cuda, cuda:N or cpu (env DEVICE; default cuda if available)",
-    "use_fp16": "Half precision on CUDA, ignored on CPU (env USE_FP16, default true)",
+    "use_fp16": "Half precision on CUDA, ignored on CPU (env USE_FP16, default true); "
+                "an alias: with --dtype auto, false means float32 on CUDA",
+    "dtype": "auto, float32, bfloat16, float16 or int8 (env DTYPE, default auto: float16 on "
+             "CUDA, bfloat16 on a CPU with native bf16, else float32; int8: CPU, on request)",
     "api_token": "Bearer token required on inference routes (env API_TOKEN)",
     "sparse_token_mapping": "Sparse index mapping: tokenizer or hash (env SPARSE_TOKEN_MAPPING)",
     "sparse_index_space": "Modulus of the hash mapping (env SPARSE_INDEX_SPACE, default 1048576)",
@@ -70,7 +74,7 @@ FLAGS = {
 FLAG_GROUPS = {
     "embedder": "models", "reranker": "models", "embedder_name": "models",
     "reranker_name": "models",
-    "device": "device", "use_fp16": "device",
+    "device": "device", "use_fp16": "device", "dtype": "device",
     "api_token": "security",
     "sparse_token_mapping": "sparse", "sparse_index_space": "sparse",
     "max_batch_tokens": "batching", "max_batch_size": "batching", "batch_wait_ms": "batching",
@@ -142,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
              "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
              "repository_api": _bool, "grace_period": float, "training": _bool}
     types |= {"max_tokenize_chars": int, "max_colbert_tokens": int}
-    extra = {"training": {"nargs": "?", "const": True}}  # a bare --training turns it on
+    extra = {"training": {"nargs": "?", "const": True},  # a bare --training turns it on
+             "dtype": {"choices": get_args(Settings.model_fields["dtype"].annotation)}}
     for name, help_text in FLAGS.items():
         group = groups[FLAG_GROUPS.get(name, "other")]
         group.add_argument(f"--{name}", type=types.get(name, str), default=None,

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     embedder_name: str = "bge-m3"
     reranker_name: str = "bge-reranker"
     device: str | None = Field(None, validation_alias=_env("device", "DEVICE"))
+    # auto: float16 on CUDA, bfloat16 on a CPU with native bf16, else float32 (runtime/device.py)
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
+        "auto", validation_alias=_env("dtype", "DTYPE"))
+    # Legacy alias: with dtype auto, false means float32 on CUDA; ignored on CPU.
     use_fp16: bool = Field(True, validation_alias=_env("use_fp16", "USE_FP16"))
     api_token: str | None = Field(None, validation_alias=_env("api_token", "API_TOKEN"))
     sparse_token_mapping: Literal["tokenizer", "hash"] = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,11 @@ import httpx
 import pytest
 
 from server_process import Server, start_server, stop_server
+
+# The parity tests compare with FlagEmbedding in float32 at 1e-5: every server and Settings the
+# suite makes runs float32 unless a test names its dtype (--dtype auto would pick bfloat16 on
+# a CPU with native bf16). tests/test_dtype.py covers the other dtypes.
+os.environ.setdefault("DTYPE", "float32")
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +56,8 @@ def server(model_dirs, tmp_path_factory) -> Iterator[Server]:
     """One server with both models, shared by the HTTP, SDK and V2 tests."""
     m3, reranker = model_dirs
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    srv = start_server(["--embedder", str(m3), "--reranker", str(reranker)], log_path,
+    srv = start_server(["--embedder", str(m3), "--reranker", str(reranker), "--dtype", "float32"],
+                       log_path,
                        ready_models=("bge-m3", "bge-reranker"))
     yield srv
     stop_server(srv)

@@ -32,7 +32,7 @@ def embedder(m3_dir, request):
     """On CPU a mixed batch is split by length (auto) or run as one padded call (off)."""
     settings = Settings(embedder=str(m3_dir), reranker="none", device="cpu",
                         batch_wait_ms=50, max_batch_size=64, max_batch_tokens=1 << 20,
-                        sub_batches=request.param)
+                        sub_batches=request.param, dtype="float32")
     model = EmbedderModel("bge-m3", str(m3_dir), settings)
     model.load()
     return model

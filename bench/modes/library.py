@@ -27,10 +27,23 @@ MAX_LENGTH = 8192  # the server's default max_length; FlagEmbedding's own defaul
 
 class LibraryRunner:
     def __init__(self, m3_dir: str, rr_dir: str, device: str, fp16: bool,
-                 sharing: str = "serial"):
+                 sharing: str = "serial", dtype: str | None = None):
+        """``dtype`` bfloat16 (or auto where that means bfloat16): each call runs under
+        ``torch.autocast``, the way a library user gets bf16 from FlagEmbedding (it has no
+        bf16 option of its own)."""
         from FlagEmbedding import BGEM3FlagModel, FlagReranker
 
+        from predictor.runtime.device import resolve_precision
+
         half = fp16 and device.startswith("cuda")
+        self.autocast = None
+        if dtype is not None:
+            precision = resolve_precision(dtype, device, fp16)
+            half = precision.half
+            if precision.dtype == "bfloat16":
+                self.autocast = device.split(":")[0]
+            elif precision.dtype == "int8":
+                raise ValueError("the library has no int8 mode")
         self.m3 = BGEM3FlagModel(m3_dir, use_fp16=half, devices=device,
                                  normalize_embeddings=True)
         self.rr = FlagReranker(rr_dir, use_fp16=half, devices=device)
@@ -40,6 +53,14 @@ class LibraryRunner:
 
     def call(self, workload: Workload, texts: list[str], query: str | None) -> int:
         """One client request through the library; returns the number of results."""
+        if self.autocast is not None:
+            import torch
+
+            with torch.autocast(self.autocast, dtype=torch.bfloat16):
+                return self._call(workload, texts, query)
+        return self._call(workload, texts, query)
+
+    def _call(self, workload: Workload, texts: list[str], query: str | None) -> int:
         if workload.task == "rerank":
             scores = self.rr.compute_score([[query, doc] for doc in texts],
                                            max_length=MAX_LENGTH)

@@ -29,22 +29,34 @@ from ..workloads import COLBERT, DENSE, SPARSE, Corpus, Workload
 
 class LimitRunner:
     def __init__(self, m3_dir: str, rr_dir: str, device: str, fp16: bool,
-                 max_batch_size: int = 64, max_batch_tokens: int = 16384):
+                 max_batch_size: int = 64, max_batch_tokens: int = 16384,
+                 dtype: str | None = None):
+        """``dtype``: run the models as the server does in that ``--dtype``
+        (predictor.runtime.device); None: float32, or float16 on CUDA with ``fp16``."""
         try:
             from FlagEmbedding import BGEM3FlagModel, FlagReranker
         except ImportError:  # the offline GPU kit: the same loading without FlagEmbedding
             from predictor.runtime.flag_free import BGEM3FlagModel, FlagReranker
 
+        from predictor.runtime.device import apply_precision, resolve_precision
         from predictor.runtime.threads import single_thread_here, use_cpus_here
 
         single_thread_here()
         self.device, self.half = device, fp16 and device.startswith("cuda")
+        if dtype is not None:
+            precision = resolve_precision(dtype, device, fp16)
+            self.half = precision.half
         m3 = BGEM3FlagModel(m3_dir, use_fp16=self.half, devices=device)
         self.m3_tok = m3.tokenizer
-        self.m3 = (m3.model.half() if self.half else m3.model.float()).to(device).eval()
         rr = FlagReranker(rr_dir, use_fp16=self.half, devices=device)
         self.rr_tok = rr.tokenizer
-        self.rr = (rr.model.half() if self.half else rr.model.float()).to(device).eval()
+        if dtype is None:
+            self.m3 = (m3.model.half() if self.half else m3.model.float()).to(device).eval()
+            self.rr = (rr.model.half() if self.half else rr.model.float()).to(device).eval()
+        else:
+            self.m3 = apply_precision(m3.model, precision, device, "model", m3_dir)
+            self.rr = apply_precision(rr.model, precision, device, rr.model.base_model_prefix,
+                                      rr_dir)
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="limit-forward",
                                           initializer=use_cpus_here)

@@ -69,9 +69,10 @@ class EngineModel(kserve.Model):
         self.batcher.start()
         self.load_seconds = time.monotonic() - started
         self.ready = True
-        logger.info("%s %s loaded from %s on %s (fp16=%s, max_length=%d) in %.1fs", self.kind,
-                    self.name, self.model_id, self.runner.device, self.runner.half,
-                    self.runner.max_length, self.load_seconds)
+        precision = self.runner.precision
+        logger.info("%s %s loaded from %s on %s (dtype=%s: %s; max_length=%d) in %.1fs",
+                    self.kind, self.name, self.model_id, self.runner.device, precision.dtype,
+                    precision.reason, self.runner.max_length, self.load_seconds)
         return self.ready
 
     def _prepare_worker(self) -> None:
@@ -149,6 +150,7 @@ class EngineModel(kserve.Model):
             summary |= {"queue_size": self.batcher.queue_size, **self.batcher.stats.summary()}
             summary["config"] = {
                 "device": self.runner.device, "fp16": self.runner.half,
+                **self.runner.precision.describe(),
                 "max_length": self.max_length, "max_batch_tokens": self.batcher.max_batch_tokens,
                 "max_batch_size": s.max_batch_size, "batch_wait_ms": s.batch_wait_ms,
                 "max_queue_size": s.max_queue_size, "request_timeout_s": s.request_timeout}

@@ -20,7 +20,7 @@ import torch
 
 from ..primitives import ScoreItem
 from . import packed
-from .device import pad_batch, resolve_device, use_half
+from .device import apply_precision, pad_batch, resolve_device, resolve_precision
 from .m3 import model_max_length
 
 
@@ -29,19 +29,22 @@ class CrossEncoderRunner:
     retryable_errors = (torch.cuda.OutOfMemoryError,)
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
-                 use_fp16: bool = True, trust_remote_code: bool = False):
+                 use_fp16: bool = True, trust_remote_code: bool = False,
+                 dtype: str = "auto"):
         try:
             from FlagEmbedding import FlagReranker
         except ImportError:  # the offline GPU kit: same loading (flag_free.py)
             from .flag_free import FlagReranker
 
         self.device = resolve_device(device)
-        self.half = use_half(self.device, use_fp16)
+        self.precision = resolve_precision(dtype, self.device, use_fp16)
+        self.half = self.precision.half
         flag = FlagReranker(model_name_or_path, use_fp16=self.half, devices=self.device,
                             trust_remote_code=trust_remote_code)
         self.tokenizer = flag.tokenizer
-        self.model = flag.model.half() if self.half else flag.model.float()
-        self.model.to(self.device).eval()
+        # The transformer under the classification head, as transformers names it.
+        self.model = apply_precision(flag.model, self.precision, self.device,
+                                     flag.model.base_model_prefix, model_name_or_path)
         if int(getattr(self.model.config, "num_labels", 1)) != 1:
             raise ValueError(f"{model_name_or_path} has {self.model.config.num_labels} labels; "
                              "a reranker has one relevance logit")

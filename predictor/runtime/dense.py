@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..primitives import Embedding, EncodeItem, Output
-from .device import pad_batch, resolve_device, use_half
+from .device import apply_precision, pad_batch, resolve_device, resolve_precision
 from .m3 import model_max_length
 
 logger = logging.getLogger(__name__)
@@ -242,20 +242,21 @@ class DenseRunner:
     retryable_errors = (torch.cuda.OutOfMemoryError,)
 
     def __init__(self, model_name_or_path: str, config: DenseConfig, *,
-                 device: str | None = None, use_fp16: bool = True):
+                 device: str | None = None, use_fp16: bool = True, dtype: str = "auto"):
         from transformers import AutoModel, AutoTokenizer
 
         self.config = config
         self.family = config.family
         self.device = resolve_device(device)
-        self.half = use_half(self.device, use_fp16)
+        self.precision = resolve_precision(dtype, self.device, use_fp16)
+        self.half = self.precision.half
         sub = {"subfolder": config.transformer_folder} if config.transformer_folder else {}
         self.tokenizer = AutoTokenizer.from_pretrained(
             model_name_or_path, trust_remote_code=config.trust_remote_code, **sub)
         self.model = AutoModel.from_pretrained(
             model_name_or_path, trust_remote_code=config.trust_remote_code, **sub)
-        self.model = (self.model.half() if self.half else self.model.float())
-        self.model.to(self.device).eval()
+        self.model = apply_precision(self.model, self.precision, self.device,
+                                     source=model_name_or_path)
         # Dense heads stay fp32: they are tiny and the pooled vector is fp32 anyway.
         self.dense_layers = [_load_dense_layer(model_name_or_path, spec).to(self.device).eval()
                              for spec in config.dense_layers]

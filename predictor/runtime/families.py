@@ -358,16 +358,17 @@ def load_embedder_runner(model: str, settings: Any, spec: Any = None, *,
     if detected.family == M3:
         from .m3 import M3Runner
 
-        runner = _checked(model, True, lambda: M3Runner(model, device=settings.device,
-                                                        use_fp16=settings.use_fp16))
+        runner = _checked(model, True, lambda: M3Runner(
+            model, device=settings.device, use_fp16=settings.use_fp16, dtype=settings.dtype))
         runner.family = M3
         return _cap_max_length(runner, spec, model)
     from .dense import DenseRunner
 
     config = dense_config(model, detected, spec)
     logger.info("embedder %s: %s", model, config.describe())
-    runner = _checked(model, False, lambda: DenseRunner(model, config, device=settings.device,
-                                                        use_fp16=settings.use_fp16))
+    runner = _checked(model, False, lambda: DenseRunner(
+        model, config, device=settings.device, use_fp16=settings.use_fp16,
+        dtype=settings.dtype))
     return _cap_max_length(runner, spec, model)
 
 
@@ -382,6 +383,7 @@ def load_reranker_runner(model: str, settings: Any, spec: Any = None) -> Any:
     if getattr(spec, "trust_remote_code", False):
         kwargs["trust_remote_code"] = True
     runner = _checked(model, False, lambda: CrossEncoderRunner(
-        model, device=settings.device, use_fp16=settings.use_fp16, **kwargs))
+        model, device=settings.device, use_fp16=settings.use_fp16, dtype=settings.dtype,
+        **kwargs))
     runner.family = CROSS_ENCODER
     return _cap_max_length(runner, spec, model)

@@ -19,7 +19,7 @@ import torch
 
 from ..primitives import Embedding, EncodeItem, Output, SparseVector
 from . import packed
-from .device import pad_batch, resolve_device, use_half
+from .device import apply_precision, pad_batch, resolve_device, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -29,20 +29,21 @@ class M3Runner:
     retryable_errors = (torch.cuda.OutOfMemoryError,)
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
-                 use_fp16: bool = True):
+                 use_fp16: bool = True, dtype: str = "auto"):
         try:
             from FlagEmbedding import BGEM3FlagModel
         except ImportError:  # the offline GPU kit: same loading and forward (flag_free.py)
             from .flag_free import BGEM3FlagModel
 
         self.device = resolve_device(device)
-        self.half = use_half(self.device, use_fp16)
+        self.precision = resolve_precision(dtype, self.device, use_fp16)
+        self.half = self.precision.half
         flag = BGEM3FlagModel(model_name_or_path, use_fp16=self.half, devices=self.device,
                               normalize_embeddings=True)
         self.tokenizer = flag.tokenizer
-        self.model = flag.model  # EncoderOnlyEmbedderM3ModelForInference
-        self.model = (self.model.half() if self.half else self.model.float())
-        self.model.to(self.device).eval()
+        # EncoderOnlyEmbedderM3ModelForInference: its encoder is ``.model``, then the heads.
+        self.model = apply_precision(flag.model, self.precision, self.device, "model",
+                                     model_name_or_path)
         config = self.model.model.config
         self.hidden_size = int(config.hidden_size)
         self.dense_dim = self.hidden_size

@@ -3,7 +3,8 @@
 1. Take the CPUs for torch on this thread (runtime/threads.py: why not on the main thread).
 2. On CPU, unless ``--sub_batches off``, measure the forward call's fixed cost here, on the
    thread and with the threads that will run the batches, so batches can be split by length
-   (runtime/sub_batches.py). This is also the model's warm-up.
+   (runtime/sub_batches.py). This is also the model's warm-up. It runs the model as it is
+   served, in its dtype: a bf16 or int8 forward has another fixed cost than a float32 one.
 3. On CUDA, warm up over the batch shapes (runtime/warmup.py).
 """
 
@@ -25,6 +26,8 @@ def prepare_worker(runner: Any) -> None:
     warm_up(runner)  # CUDA: the batch shapes before ready (warmup.py); nothing on CPU
     if isinstance(runner, SplitByLength):
         cost = runner.measure()
-        logger.info("%s on %d threads: a forward call costs as much as %.0f tokens; batches "
-                    "are split by length where padding costs more",
-                    type(runner.runner).__name__, threads, cost)
+        precision = getattr(runner.runner, "precision", None)
+        logger.info("%s (%s) on %d threads: a forward call costs as much as %.0f tokens; "
+                    "batches are split by length where padding costs more",
+                    type(runner.runner).__name__, precision.dtype if precision else "?",
+                    threads, cost)

@@ -185,6 +185,8 @@ Environment of a component's container.
   value: {{ $device | quote }}
 - name: USE_FP16
   value: {{ $c.useFp16 | toString | quote }}
+- name: DTYPE
+  value: {{ $c.dtype | default "auto" | quote }}
 {{- if .root.Values.modelCache.enabled }}
 - name: HF_HOME
   value: {{ .root.Values.modelCache.mountPath | quote }}
