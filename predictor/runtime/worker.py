@@ -17,9 +17,15 @@ from .threads import use_cpus_here
 logger = logging.getLogger(__name__)
 
 
-def prepare_worker(runner: Any) -> None:
-    """``runner``: the engine's runner, a ``SplitByLength`` on CPU (then measured here)."""
-    threads = use_cpus_here()
+def prepare_worker(runner: Any, threads: int | None = None) -> None:
+    """``runner``: the engine's runner, a ``SplitByLength`` on CPU (then measured here).
+    ``threads``: this worker's share of the CPUs when several CPU workers split them."""
+    if threads is None:
+        threads = use_cpus_here()
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
     if isinstance(runner, SplitByLength):
         cost = runner.measure()
         logger.info("%s on %d threads: a forward call costs as much as %.0f tokens; batches "
