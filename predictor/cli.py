@@ -46,6 +46,8 @@ FLAGS = {
                        "(env REQUEST_TIMEOUT)",
     "compat_routes": "Serve the seed services' drop-in routes (/health, /vectorize..., /models, "
                      "/api/embed; docs/compat.md) (env COMPAT_ROUTES, default true)",
+    "repository_api": "Allow KServe's model repository API (load/unload over REST and gRPC); "
+                      "needs --api_token (env REPOSITORY_API, default false)",
 }
 
 
@@ -65,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     types = {"use_fp16": _bool, "sparse_index_space": int, "max_batch_tokens": int,
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
-             "max_queue_size": int, "request_timeout": float, "compat_routes": _bool}
+             "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
+             "repository_api": _bool}
     for name, help_text in FLAGS.items():
         parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
     parser.add_argument(
@@ -153,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     single_thread_here()  # model work runs on the engines' worker threads (runtime/threads.py)
     logger.info("torch CPU threads per model worker: %d", torch_threads())
     settings = settings_from_args(args)
+    if settings.repository_api and not settings.api_token:
+        raise SystemExit("--repository_api needs --api_token: an open unload lets anyone take "
+                         "a model offline.")
     if args.workers != 1:
         raise SystemExit("--workers must be 1: each process holds the models on its device; "
                          "scale out with replicas instead.")
@@ -170,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     import kserve
     from kserve import model_server
 
+    from .api.grpc_guard import GuardedGRPCServer
     from .api.registry import ServedModels
     from .api.routes import install_routes
     from .shutdown import drain_models_on_signal
@@ -179,7 +186,15 @@ def main(argv: list[str] | None = None) -> None:
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
                                 workers=1, max_threads=args.max_threads,
                                 max_asyncio_workers=args.max_asyncio_workers,
-                                enable_grpc=args.enable_grpc,
+                                enable_grpc=False,  # ours instead, with auth (api/grpc_guard.py)
                                 enable_docs_url=args.enable_docs_url,
                                 enable_latency_logging=args.enable_latency_logging)
+    if args.enable_grpc:
+        # What ModelServer.start does for gRPC, with the guarded server; ModelServer.stop stops
+        # whatever ``_grpc_server`` holds.
+        server._grpc_server = GuardedGRPCServer(
+            args.grpc_port, server.dataplane, server.model_repository_extension,
+            kwargs=vars(args), grace_period=server.grace_period,
+            token=settings.api_token, repository_api=settings.repository_api)
+        server.servers.append(server._grpc_server.start(args.max_threads))
     server.start(models)

@@ -12,7 +12,8 @@ from typing import Any
 
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
-_GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND",
+_GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                404: "NOT_FOUND",
                 413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
 
 
@@ -57,6 +58,11 @@ class BadRequestError(ApiError, InvalidInput):
 class AuthenticationError(ApiError):
     status_code = 401
     error_type = "authentication_error"
+
+
+class PermissionDeniedError(ApiError):
+    status_code = 403
+    error_type = "permission_error"
 
 
 class ModelNotFoundError(ApiError, ModelNotFound):

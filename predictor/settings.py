@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # Drop-in routes of the seed services (predictor/api/compat, docs/compat.md).
     compat_routes: bool = Field(True, validation_alias=_env("compat_routes", "COMPAT_ROUTES"))
 
+    # KServe's model repository API (/v2/repository/..., gRPC RepositoryModelLoad/Unload): an
+    # unload takes a model offline until restart, so it is off unless asked for (needs a token).
+    repository_api: bool = Field(False,
+                                 validation_alias=_env("repository_api", "REPOSITORY_API"))
+
     demo: bool = False
 
     @field_validator("embedder", "reranker")

@@ -46,7 +46,13 @@ def test_shellcheck(script: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-OWN_SCRIPTS = [ROOT / p for p in ("hack/build-base-image.sh", "hack/kind-e2e.sh", ".ci/docker.sh")]
+OWN_SCRIPTS = [
+    ROOT / p
+    for p in (
+        "hack/build-base-image.sh", "hack/kind-e2e.sh", "hack/refresh-kserve-crds.sh",
+        ".ci/docker.sh",
+    )
+]
 
 
 @pytest.mark.parametrize("script", OWN_SCRIPTS, ids=_ids(OWN_SCRIPTS))
@@ -113,3 +119,60 @@ def test_kind_e2e_reports_only_kind_when_only_kind_is_missing(tmp_path: Path) ->
     assert "missing required tools: kind\n" in proc.stderr, proc.stderr
     for tool in ("docker", "kubectl", "helm"):
         assert f'"{tool}" not found' not in proc.stderr
+
+
+# --- refresh-kserve-crds.sh ---------------------------------------------------------------
+
+REFRESH_CRDS = ROOT / "hack" / "refresh-kserve-crds.sh"
+CRD_FILES = (
+    "serving.kserve.io_inferenceservices.yaml",
+    "serving.kserve.io_servingruntimes.yaml",
+    "serving.kserve.io_clusterservingruntimes.yaml",
+)
+
+
+def _refresh(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    assert BASH
+    return subprocess.run(
+        [BASH, str(REFRESH_CRDS), *args],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DEST": str(tmp_path / "out"), **env},
+    )
+
+
+def test_refresh_crds_copies_and_records_the_ref(tmp_path: Path) -> None:
+    """--from copies KServe's three CRD files unchanged and writes SOURCE.md with the ref."""
+    repo_crds = ROOT / "tests" / "k8s" / "crds" / "kserve"
+    proc = _refresh(tmp_path, "--from", str(repo_crds), KSERVE_REF="v9.9.9")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
+    for name in CRD_FILES:
+        assert (out / name).read_bytes() == (repo_crds / name).read_bytes()
+    assert "KServe ref: `v9.9.9`" in (out / "SOURCE.md").read_text()
+
+
+def test_refresh_crds_refuses_what_is_not_a_crd(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in CRD_FILES:
+        (src / name).write_text("<html>404</html>\n")
+    proc = _refresh(tmp_path, "--from", str(src))
+    assert proc.returncode != 0
+    assert "is not a CustomResourceDefinition" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_refresh_crds_dry_run_prints_the_downloads(tmp_path: Path) -> None:
+    proc = _refresh(tmp_path, "--dry-run", KSERVE_REF="v0.21.0")
+    assert proc.returncode == 0, proc.stderr
+    for name in CRD_FILES:
+        assert f"kserve/kserve/v0.21.0/config/crd/full/{name}" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_committed_crds_name_their_kserve_ref() -> None:
+    folder = ROOT / "tests" / "k8s" / "crds" / "kserve"
+    for name in CRD_FILES:
+        assert (folder / name).read_text().lstrip("-\n").startswith("apiVersion: apiextensions")
+    source = (folder / "SOURCE.md").read_text()
+    assert "KServe ref: `" in source and "config/crd/full" in source

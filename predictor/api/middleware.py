@@ -1,4 +1,4 @@
-"""ASGI middleware: bearer-token auth, request body limit, request counting.
+"""ASGI middleware: bearer-token auth, the repository switch, request body limit, counting.
 
 Pure ASGI (no ``BaseHTTPMiddleware``) so bodies stream and nothing is buffered twice.
 """
@@ -11,13 +11,18 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import ApiError, AuthenticationError, PayloadTooLargeError
+from ..errors import ApiError, AuthenticationError, PayloadTooLargeError, PermissionDeniedError
 from ..metrics import REQUESTS
 from .error_handlers import error_response
 
 # Probes and scrapes stay open (SPEC "Health"): liveness, readiness, model metadata, metrics.
 OPEN_PATHS = re.compile(r"^(/|/metrics|/health|/v2|/v2/health/(live|ready)"
                         r"|/v2/models/[^/]+(/versions/[^/]+)?(/ready)?)$")
+# KServe's model repository extension (REST and gRPC): load/unload a model by name. An unload
+# takes the model offline until restart, so it is off unless --repository_api turns it on.
+REPOSITORY_PATHS = re.compile(r"^/v2/repository(/|$)")
+REPOSITORY_DISABLED = ("The model repository API (load/unload) is disabled on this server; "
+                       "start it with --repository_api true (and --api_token) to allow it.")
 
 
 def check_token(headers: Mapping[str, str], token: str | None) -> None:
@@ -38,13 +43,19 @@ async def _send_error(scope: Scope, receive: Receive, send: Send, exc: ApiError)
 
 
 class BearerAuth:
-    def __init__(self, app: ASGIApp, token: str | None):
+    """401 without the token (except ``OPEN_PATHS``); then 403 on the repository routes unless
+    ``repository_api`` is on."""
+
+    def __init__(self, app: ASGIApp, token: str | None, repository_api: bool = False):
         self.app = app
         self.token = token
+        self.repository_api = repository_api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.token and scope["type"] == "http" and not (
-                scope["method"] == "GET" and OPEN_PATHS.match(scope["path"])):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.token and not (scope["method"] == "GET" and OPEN_PATHS.match(scope["path"])):
             headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                        for k, v in scope["headers"]}
             try:
@@ -52,6 +63,10 @@ class BearerAuth:
             except AuthenticationError as exc:
                 await _send_error(scope, receive, send, exc)
                 return
+        if not self.repository_api and REPOSITORY_PATHS.match(scope["path"]):
+            await _send_error(scope, receive, send, PermissionDeniedError(
+                REPOSITORY_DISABLED, code="repository_api_disabled"))
+            return
         await self.app(scope, receive, send)
 
 

@@ -33,7 +33,8 @@ def install_routes(app: FastAPI, served: ServedModels, settings: Settings) -> No
     app.include_router(compat.build_router(served, settings))  # seed drop-in routes
     app.add_middleware(V2JsonContentType)  # added first = innermost
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(BearerAuth, token=settings.api_token)
+    app.add_middleware(BearerAuth, token=settings.api_token,
+                       repository_api=settings.repository_api)
     app.add_middleware(CountRequests)
     install_openapi(app)
     install_error_handlers(app)

@@ -132,8 +132,14 @@ class EmbedderModel(EngineModel):
 def check_request_tokens(ids: Sequence[Sequence[int]], limit: int, param: str) -> None:
     total = sum(len(seq) for seq in ids)
     if total > limit:
-        raise BadRequestError(f"'{param}' has {total} tokens in all; at most {limit} are allowed "
-                              "per request.", param=param, code="request_too_large")
+        raise_too_many_tokens(total, limit, param)
+
+
+def raise_too_many_tokens(total: int, limit: int, param: str, at_least: bool = False) -> None:
+    """400 ``request_too_large``: the count, the limit and how to raise it."""
+    raise BadRequestError(f"'{param}' has {'at least ' if at_least else ''}{total} tokens in "
+                          f"all; at most {limit} are allowed per request (--max_request_tokens, "
+                          "env MAX_REQUEST_TOKENS).", param=param, code="request_too_large")
 
 
 def validate_texts(texts: Any, param: str, max_texts: int) -> list[str]:

@@ -21,7 +21,7 @@ from ..api.v2_tensors import infer_response, request_parameters
 from ..errors import BadRequestError
 from ..primitives import ScoreItem
 from .base import EngineModel
-from .embedder import check_request_tokens, validate_texts
+from .embedder import raise_too_many_tokens, validate_texts
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,49 @@ class ScoreResult:
     scores: list[float]  # raw logits, or sigmoid of them when normalised; input order
     num_tokens: int  # tokens of all pairs as the model saw them (after truncation)
     truncated: int = 0  # how many documents were cut to fit
+
+
+class PairTemplate:
+    """How the tokenizer joins a query and a document: ``prefix + q + middle + d + suffix``.
+
+    Learnt once from the tokenizer's own pair encoding and checked on samples, so that a pair
+    built from separately tokenised pieces has exactly the ids ``tokenizer(query, document)``
+    gives (FlagReranker's), and each piece is tokenised once however many pairs share it.
+    """
+
+    SAMPLES = (("a query", "a document"), ("what is it?", " Two  words, then more."),
+               ("x", "y z"))
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        encoded = self._encode_pairs([self.SAMPLES[0]])
+        ids, seq = encoded["input_ids"][0], encoded.sequence_ids(0)
+        q_start, q_end = seq.index(0), len(seq) - seq[::-1].index(0)
+        d_start, d_end = seq.index(1), len(seq) - seq[::-1].index(1)
+        self.prefix, self.middle = ids[:q_start], ids[q_end:d_start]
+        self.suffix = ids[d_end:]
+        self.overhead = len(self.prefix) + len(self.middle) + len(self.suffix)
+        queries, documents = zip(*self.SAMPLES, strict=True)
+        expected = self._encode_pairs(list(self.SAMPLES))["input_ids"]
+        built = [self.pair(q, d) for q, d in zip(self.tokenize(list(queries)),
+                                                 self.tokenize(list(documents)), strict=True)]
+        if built != expected:
+            raise ValueError("the tokenizer's pair encoding is not 'specials, query, specials, "
+                             "document, specials'; this cross-encoder is not supported")
+
+    def _encode_pairs(self, pairs):
+        return self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation=False,
+                              add_special_tokens=True, return_attention_mask=False,
+                              return_token_type_ids=False, verbose=False)
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text alone, untruncated, without special tokens."""
+        return self.tokenizer(list(texts), add_special_tokens=False, truncation=False,
+                              return_attention_mask=False, return_token_type_ids=False,
+                              verbose=False)["input_ids"]
+
+    def pair(self, query_ids: list[int], document_ids: list[int]) -> list[int]:
+        return self.prefix + query_ids + self.middle + document_ids + self.suffix
 
 
 def sigmoid(x: float) -> float:
@@ -49,7 +92,9 @@ class RerankerModel(EngineModel):
     def _load_runner(self):
         from ..runtime.families import load_reranker_runner
 
-        return load_reranker_runner(self.model_id, self.settings, self.spec)
+        runner = load_reranker_runner(self.model_id, self.settings, self.spec)
+        self.pair_template = PairTemplate(runner.tokenizer)
+        return runner
 
     def describe(self) -> dict:
         facts = {"kind": self.kind, "root": self.model_id, "max_model_len": self.max_length,
@@ -83,12 +128,10 @@ class RerankerModel(EngineModel):
         if max_document_tokens is not None and max_document_tokens < 1:
             raise BadRequestError("max_tokens_per_doc must be at least 1.",
                                   param="max_tokens_per_doc")
-        chars = sum(map(len, documents)) + sum(map(len, queries)) * (
-            len(documents) if len(queries) == 1 else 1)
+        chars = sum(map(len, documents)) + sum(map(len, set(queries)))
         ids, truncated = await self.tokenize(
             chars, self._pairs, queries, documents, max_length, max_document_tokens, truncate,
             query_param, documents_param)
-        check_request_tokens(ids, self.settings.max_request_tokens, documents_param)
         logits = await self.run([ScoreItem(seq) for seq in ids])
         scores = [sigmoid(x) for x in logits] if normalize else list(logits)
         return ScoreResult(scores=scores, num_tokens=sum(len(seq) for seq in ids),
@@ -97,29 +140,51 @@ class RerankerModel(EngineModel):
     def _pairs(self, queries: list[str], documents: list[str], max_length: int,
                max_document_tokens: int | None, truncate: bool, query_param: str,
                documents_param: str) -> tuple[list[list[int]], int]:
-        """Token ids of every pair, documents cut to fit (any thread)."""
-        pair_queries = queries * len(documents) if len(queries) == 1 else queries
-        pairs, truncated = [], 0
-        encoded = self.runner.tokenize_pairs(pair_queries, documents)
-        for i, (ids, start, end) in enumerate(encoded):
-            n_doc = end - start
-            room = max_length - (len(ids) - n_doc)  # what the query and specials leave
-            if room < 1:
+        """Token ids of every pair, documents cut to fit (any thread).
+
+        Each distinct query and each document is tokenised once, on its own; every limit is
+        checked on those counts before a pair is built, so the work done and the memory held
+        are bounded by ``max_request_tokens``, never by documents x query length.
+        """
+        template = self.pair_template
+        limit = self.settings.max_request_tokens
+        query_ids = dict(zip(unique := list(dict.fromkeys(queries)),
+                             template.tokenize(unique), strict=True))
+        for i, query in enumerate(queries if len(queries) > 1 else queries[:1]):
+            n_query = len(query_ids[query])
+            if n_query + template.overhead + 1 > max_length:
                 param = query_param if len(queries) == 1 else f"{query_param}[{i}]"
                 raise BadRequestError(
-                    f"The query has {len(ids) - n_doc - self.runner.pair_overhead} tokens; "
-                    f"with the special tokens and at least one document token it does not fit "
-                    f"in {max_length} tokens.", param=param, code="context_length_exceeded")
-            keep = n_doc if max_document_tokens is None else min(n_doc, max_document_tokens)
+                    f"The query has {n_query} tokens; with the special tokens and at least one "
+                    f"document token it does not fit in {max_length} tokens.", param=param,
+                    code="context_length_exceeded")
+        pair_queries = [query_ids[q] for q in queries] * (len(documents) if len(queries) == 1
+                                                          else 1)
+        # Each pair holds at least its query and the special tokens: refuse before tokenising
+        # the documents when that alone is over the limit.
+        floor = sum(len(q) for q in pair_queries) + template.overhead * len(documents)
+        if floor > limit:
+            raise_too_many_tokens(floor, limit, documents_param, at_least=True)
+        document_ids = template.tokenize(documents)
+        keeps, truncated, total = [], 0, 0
+        for i, (q, d) in enumerate(zip(pair_queries, document_ids, strict=True)):
+            room = max_length - len(q) - template.overhead
+            keep = len(d) if max_document_tokens is None else min(len(d), max_document_tokens)
             if keep > room:
                 if not truncate:
                     raise BadRequestError(
-                        f"{documents_param}[{i}] makes a pair of {len(ids)} tokens with the "
-                        f"query, more than {max_length}; shorten it or allow truncation.",
+                        f"{documents_param}[{i}] makes a pair of "
+                        f"{len(q) + len(d) + template.overhead} tokens with the query, more "
+                        f"than {max_length}; shorten it or allow truncation.",
                         param=f"{documents_param}[{i}]", code="context_length_exceeded")
                 keep = room
                 truncated += 1
-            pairs.append(ids if keep == n_doc else ids[:start + keep] + ids[end:])
+            keeps.append(keep)
+            total += len(q) + template.overhead + keep
+        if total > limit:
+            raise_too_many_tokens(total, limit, documents_param)
+        pairs = [template.pair(q, d[:keep])
+                 for q, d, keep in zip(pair_queries, document_ids, keeps, strict=True)]
         return pairs, truncated
 
     # -- KServe V1 / V2 ------------------------------------------------------------------

@@ -29,8 +29,8 @@ def crds() -> validate.CrdValidators:
     directory = validate.schemas_dir() / "kserve"
     if not directory.is_dir():
         pytest.fail(
-            f"KServe CRDs not found at {directory}: the tests expect the shared schema folder "
-            "beside the repository (../shared/k8s-schemas) or K8S_SCHEMAS_DIR"
+            f"KServe CRDs not found at {directory}: they live in tests/k8s/crds/kserve "
+            "(hack/refresh-kserve-crds.sh), or K8S_SCHEMAS_DIR points at another copy"
         )
     return validate.CrdValidators(directory)
 

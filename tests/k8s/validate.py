@@ -2,8 +2,9 @@
 
 No cluster: core kinds are checked with ``kubernetes_validate`` (bundled OpenAPI schemas,
 strict: unknown fields rejected), KServe kinds against the CustomResourceDefinitions in
-``<repo>/../shared/k8s-schemas/kserve`` made strict the same way, Prometheus Operator kinds
-structurally.
+``tests/k8s/crds/kserve`` (KServe's own files; ``SOURCE.md`` there names the KServe ref and
+``hack/refresh-kserve-crds.sh`` refreshes them) made strict the same way, Prometheus Operator
+kinds structurally.
 """
 
 from __future__ import annotations
@@ -45,10 +46,14 @@ Obj = dict[str, Any]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+#: KServe's CRDs, kept in the repository (see SOURCE.md beside them).
+CRDS_DIR = Path(__file__).resolve().parent / "crds"
+
+
 def schemas_dir() -> Path:
-    """The shared schema folder: $K8S_SCHEMAS_DIR, else ``<repo>/../shared/k8s-schemas``."""
+    """Folder holding ``kserve/``: $K8S_SCHEMAS_DIR (to try other CRDs), else the repo's own."""
     env = os.environ.get("K8S_SCHEMAS_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "k8s-schemas"
+    return Path(env) if env else CRDS_DIR
 
 
 # --- YAML ---------------------------------------------------------------------------------

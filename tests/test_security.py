@@ -1,0 +1,123 @@
+"""Security over the wire: gRPC auth on every non-probe call, the repository API (off by default,
+token-only when on), tokens kept out of the logs, header and connection limits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import grpc
+import httpx
+import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+from server_process import REPO, start_server, stop_server
+
+TOKEN = "sec-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def guarded(m3_dir, tmp_path_factory):
+    """A token, and the repository API switched on (so only the token guards it)."""
+    log = tmp_path_factory.mktemp("sec") / "server.log"
+    srv = start_server(["--embedder", str(m3_dir), "--reranker", "none",
+                        "--repository_api", "true"], log, env={"API_TOKEN": TOKEN})
+    yield srv
+    assert TOKEN not in srv.log(), "the token never appears in logs"
+    stop_server(srv)
+
+
+def _stub(server) -> tuple[grpc.Channel, GRPCInferenceServiceStub]:
+    channel = grpc.insecure_channel(server.grpc_url)
+    return channel, GRPCInferenceServiceStub(channel)
+
+
+def _code(call, *args, **kwargs) -> grpc.StatusCode:
+    try:
+        call(*args, timeout=30, **kwargs)
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def _infer_request() -> pb.ModelInferRequest:
+    text = pb.ModelInferRequest.InferInputTensor(
+        name="text", datatype="BYTES", shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[b"hello"]))
+    return pb.ModelInferRequest(model_name="bge-m3", inputs=[text])
+
+
+def _ready(server) -> bool:
+    return httpx.get(f"{server.url}/v2/models/bge-m3/ready", timeout=10).status_code == 200
+
+
+def test_grpc_probes_stay_open_everything_else_needs_the_token(guarded):
+    channel, stub = _stub(guarded)
+    with channel:
+        assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
+        assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready
+        assert stub.ModelReady(pb.ModelReadyRequest(name="bge-m3"), timeout=30).ready
+        assert stub.ModelMetadata(pb.ModelMetadataRequest(name="bge-m3"), timeout=30).name
+        assert stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=30).name
+        calls = [(stub.ModelInfer, _infer_request()),
+                 (stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name="bge-m3")),
+                 (stub.RepositoryModelUnload,
+                  pb.RepositoryModelUnloadRequest(model_name="bge-m3"))]
+        for call, request in calls:
+            for metadata in (None, [("authorization", "Bearer wrong")],
+                             [("authorization", TOKEN)]):
+                assert _code(call, request, metadata=metadata) == \
+                    grpc.StatusCode.UNAUTHENTICATED, (call, metadata)
+        assert _code(stub.ModelInfer, _infer_request(),
+                     metadata=[("authorization", f"Bearer {TOKEN}")]) == grpc.StatusCode.OK
+    assert _ready(guarded), "an anonymous unload must not take the model offline"
+
+
+def test_rest_repository_needs_the_token(guarded):
+    for action in ("load", "unload"):
+        r = httpx.post(f"{guarded.url}/v2/repository/models/bge-m3/{action}", timeout=30)
+        assert r.status_code == 401, r.text
+        assert r.json()["error"]["type"] == "authentication_error"
+    assert _ready(guarded)
+
+
+def test_repository_with_the_token_works(guarded):
+    """Last in this module: the token opens the repository API; unload takes the model away."""
+    r = httpx.post(f"{guarded.url}/v2/repository/models/bge-m3/load", headers=AUTH, timeout=30)
+    assert r.status_code == 200, r.text
+    channel, stub = _stub(guarded)
+    with channel:
+        reply = stub.RepositoryModelUnload(
+            pb.RepositoryModelUnloadRequest(model_name="bge-m3"),
+            metadata=[("authorization", f"Bearer {TOKEN}")], timeout=30)
+    assert reply.isUnloaded and reply.model_name == "bge-m3"
+    assert not _ready(guarded)
+
+
+def test_repository_api_is_off_by_default(server):
+    """Without a token (the shared server) nobody may load or unload: 403 / PERMISSION_DENIED."""
+    for action in ("load", "unload"):
+        r = httpx.post(f"{server.url}/v2/repository/models/bge-m3/{action}", timeout=30)
+        assert r.status_code == 403, r.text
+        err = r.json()["error"]
+        assert err["code"] == "repository_api_disabled" and "--repository_api" in err["message"]
+    channel, stub = _stub(server)
+    with channel:
+        for call, request in (
+                (stub.RepositoryModelUnload, pb.RepositoryModelUnloadRequest(model_name="bge-m3")),
+                (stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name="bge-m3"))):
+            assert _code(call, request) == grpc.StatusCode.PERMISSION_DENIED
+        assert _code(stub.ModelInfer, _infer_request()) == grpc.StatusCode.OK
+    assert _ready(server)
+
+
+def test_repository_api_without_a_token_refuses_to_start(m3_dir):
+    proc = subprocess.run([sys.executable, "-m", "predictor", "--embedder", str(m3_dir),
+                           "--reranker", "none", "--device", "cpu", "--repository_api", "true"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "API_TOKEN": ""})
+    assert proc.returncode != 0
+    assert "--repository_api needs --api_token" in proc.stderr
