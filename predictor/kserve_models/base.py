@@ -152,6 +152,11 @@ class EngineModel(kserve.Model):
             return
         from ..runtime.threads import torch_threads
 
+        if lane.device.startswith("cuda:"):
+            import torch
+
+            # this thread's current device: what torch allocates without naming one goes there
+            torch.cuda.set_device(lane.device)
         cpu_lanes = sum(1 for other in self.batcher.lanes if other.device.startswith("cpu"))
         threads = (max(1, torch_threads() // cpu_lanes) if lane.device.startswith("cpu")
                    else None)
