@@ -4,6 +4,9 @@
 #   docker build -t bge-predictor .
 # CPU-only torch (much smaller image):
 #   docker build --build-arg TORCH_VARIANT=cpu -t bge-predictor:cpu .
+# AMD GPUs (PyTorch's ROCm wheels from TORCH_ROCM_INDEX_URL; ROCm devices appear to torch as
+# `cuda`, so --device auto/cuda/cuda:N work unchanged):
+#   docker build --build-arg TORCH_VARIANT=rocm -t bge-predictor:rocm .
 # Bake the default Hugging Face models into the image (needs internet at build time):
 #   docker build --build-arg BAKE_MODELS=true -t bge-predictor:baked .
 # Build on another Python 3.11 base (e.g. the debootstrap base from hack/build-base-image.sh):
@@ -18,6 +21,8 @@
 # Run:
 #   docker run --rm -p 8080:8080 -p 8081:8081 bge-predictor            # BAAI/bge-m3 + reranker
 #   docker run --rm --gpus all -p 8080:8080 bge-predictor --device cuda
+#   docker run --rm --device /dev/kfd --device /dev/dri --group-add video \
+#       -p 8080:8080 bge-predictor:rocm                                   # every AMD GPU
 #   docker run --rm --read-only --tmpfs /tmp --tmpfs /home/app/.cache/huggingface \
 #       -v "$PWD/model:/mnt/models:ro" -p 8080:8080 bge-predictor \
 #       --embedder /mnt/models --reranker none
@@ -31,9 +36,12 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 ############################################################################################
 FROM ${BASE_IMAGE} AS builder
 
-# cuda: PyPI's default Linux torch wheel (CUDA-enabled). cpu: the CPU-only wheel.
+# cuda: PyPI's default Linux torch wheel (CUDA-enabled). cpu: the CPU-only wheel. rocm: the
+# ROCm wheel (AMD GPUs), from PyTorch's index for a ROCm release that has the pinned torch (see
+# https://pytorch.org/get-started/locally; override TORCH_ROCM_INDEX_URL to match).
 ARG TORCH_VARIANT=cuda
 ARG TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_ROCM_INDEX_URL=https://download.pytorch.org/whl/rocm6.4
 # Standard pip settings; unset unless passed with --build-arg.
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
@@ -61,12 +69,16 @@ RUN set -eux; \
       cpu)  pip install ${TORCH_CPU_INDEX_URL:+--index-url "$TORCH_CPU_INDEX_URL"} \
                 -c constraints.txt torch ;; \
       cuda) pip install -c constraints.txt torch ;; \
-      *)    echo "TORCH_VARIANT must be cuda or cpu, not '$TORCH_VARIANT'" >&2; exit 2 ;; \
+      rocm) pip install ${TORCH_ROCM_INDEX_URL:+--index-url "$TORCH_ROCM_INDEX_URL"} \
+                -c constraints.txt torch ;; \
+      *)    echo "TORCH_VARIANT must be cuda, cpu or rocm, not '$TORCH_VARIANT'" >&2; exit 2 ;; \
     esac; \
-    python -c 'import sys, torch; v = sys.argv[1]; cuda = torch.version.cuda; \
-print("torch", torch.__version__, "cuda", cuda); \
-sys.exit(f"TORCH_VARIANT={v} but torch {torch.__version__} has CUDA={cuda}") \
-if (v == "cpu") == bool(cuda) else None' "$TORCH_VARIANT"
+    python -c 'import sys, torch; v = sys.argv[1]; cuda, hip = torch.version.cuda, \
+getattr(torch.version, "hip", None); \
+print("torch", torch.__version__, "cuda", cuda, "hip", hip); \
+has = {"cpu": not cuda and not hip, "cuda": bool(cuda), "rocm": bool(hip)}[v]; \
+sys.exit(f"TORCH_VARIANT={v} but torch {torch.__version__} has CUDA={cuda} HIP={hip}") \
+if not has else None' "$TORCH_VARIANT"
 
 # 2. The project's other dependencies, from pyproject.toml (cached until it changes).
 COPY pyproject.toml ./

@@ -25,7 +25,8 @@ FLAGS = {
                 "(env RERANKER_MODEL_NAME, default BAAI/bge-reranker-v2-m3)",
     "embedder_name": "Name of the embedder in V2 routes and the 'model' field (default bge-m3)",
     "reranker_name": "Name of the reranker (default bge-reranker)",
-    "device": "cuda, cuda:N or cpu (env DEVICE; default cuda if available)",
+    "device": "auto (every visible GPU, else cpu), cpu, cuda, cuda:N, or several: "
+              "cuda:0,cuda:1 (env DEVICE; default auto)",
     "use_fp16": "Half precision on CUDA, ignored on CPU (env USE_FP16, default true); "
                 "an alias: with --dtype auto, false means float32 on CUDA",
     "dtype": "auto, float32, bfloat16, float16 or int8 (env DTYPE, default auto: float16 on "

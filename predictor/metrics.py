@@ -24,6 +24,13 @@ STAGE_SECONDS = Histogram("bge_predictor_stage_seconds",
                           ["model", "stage"], buckets=_TIME_BUCKETS)
 TOKENS = Counter("bge_predictor_tokens_total", "Tokens processed (without padding)", ["model"])
 BATCHES = Counter("bge_predictor_batches_total", "Forward passes run", ["model", "outcome"])
+# Per device (one series per device the model runs on; several with --device cuda:0,cuda:1).
+DEVICE_BATCHES = Counter("bge_predictor_device_batches_total",
+                         "Forward passes run, by device", ["model", "device", "outcome"])
+DEVICE_ITEMS = Counter("bge_predictor_device_items_total", "Sequences run, by device",
+                       ["model", "device"])
+DEVICE_BUSY = Counter("bge_predictor_device_busy_seconds_total",
+                      "Seconds the device spent running the model's batches", ["model", "device"])
 REQUESTS = Counter("bge_predictor_requests_total", "HTTP requests by route and status",
                    ["route", "status"])
 
@@ -44,7 +51,7 @@ class EngineMetrics:
         self._depth.set(items)
 
     def batch_done(self, size: int, tokens: int, padded_tokens: int, queue_waits: list[float],
-                   seconds: float, ok: bool) -> None:
+                   seconds: float, ok: bool, device: str = "") -> None:
         self._size.observe(size)
         self._tokens.observe(padded_tokens)
         for wait in queue_waits:
@@ -53,6 +60,10 @@ class EngineMetrics:
         BATCHES.labels(self.model, "ok" if ok else "error").inc()
         if ok:
             self._processed.inc(tokens)
+        if device:
+            DEVICE_BATCHES.labels(self.model, device, "ok" if ok else "error").inc()
+            DEVICE_ITEMS.labels(self.model, device).inc(size)
+            DEVICE_BUSY.labels(self.model, device).inc(seconds)
 
     def stage(self, stage: str, seconds: float) -> None:
         STAGE_SECONDS.labels(self.model, stage).observe(seconds)

@@ -3,7 +3,8 @@
 V2 input: one BYTES tensor of texts. Outputs (only those asked for): ``dense`` [N, D];
 ``sparse_indices``/``sparse_values``/``sparse_offsets`` as CSR; ``colbert`` [T, D] with
 ``colbert_offsets`` [N+1]. Outputs are chosen by the ``return_*`` parameters, or, when none is
-given, by the request's ``outputs`` list, else dense only.
+given, by the request's ``outputs`` list, else dense only. The ``embed_dtype`` parameter
+(``float32`` default, ``float16``) sets the element type of ``dense`` and ``colbert``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def texts_of_input(tensor, param: str) -> list[str]:
 
 def encode_options(request: InferRequest) -> EncodeOptions:
     params = request_parameters(request)
+    embed_dtype(request)  # a bad embed_dtype is refused before any work is done
     explicit = any(name in params for name in _FLAGS)
     outputs = outputs_from_flags(params)
     if not explicit:
@@ -109,25 +111,53 @@ def encode_options(request: InferRequest) -> EncodeOptions:
                                                        params.get("is_query")))
 
 
+EMBED_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+def embed_dtype(request: InferRequest) -> type:
+    """The element type of ``dense`` and ``colbert`` asked for by ``embed_dtype``.
+
+    FP16 travels only as binary data (KServe and Triton refuse FP16 in JSON), so a REST request
+    that wants it answered in JSON gets a 400 saying how to ask for binary outputs.
+    """
+    value = request_parameters(request).get("embed_dtype", "float32")
+    if value not in EMBED_DTYPES:
+        raise BadRequestError(f"embed_dtype must be one of {', '.join(EMBED_DTYPES)}; got "
+                              f"{value!r}.", param="embed_dtype")
+    dtype = EMBED_DTYPES[value]
+    if dtype is np.float16 and not request.from_grpc:
+        requested = request.request_outputs or []
+        json_outputs = ([out.name for out in requested if not out.binary_data
+                         and out.name in ("dense", "colbert")] if requested
+                        else [] if request.use_binary_outputs else ["all"])
+        if json_outputs:
+            raise BadRequestError(
+                "embed_dtype 'float16' gives FP16 outputs, which V2 carries only as binary "
+                "data: set the request parameter 'binary_data_output' (or 'binary_data' on "
+                "each requested output) to true.", param="embed_dtype")
+    return dtype
+
+
 def embedding_tensors(result: EncodeResult, outputs: frozenset[Output],
-                      dense_dim: int | None = None) -> dict[str, np.ndarray]:
+                      dense_dim: int | None = None,
+                      dtype: type = np.float32) -> dict[str, np.ndarray]:
     embs = result.embeddings
     tensors: dict[str, np.ndarray] = {}
     if Output.DENSE in outputs:
-        tensors["dense"] = np.stack([e.dense for e in embs]).astype(np.float32, copy=False)
+        tensors["dense"] = np.stack([e.dense for e in embs]).astype(dtype, copy=False)
     if Output.SPARSE in outputs:
         idx, val, off = to_csr([e.sparse for e in embs])
         tensors.update(sparse_indices=idx, sparse_values=val, sparse_offsets=off)
     if Output.COLBERT in outputs:
         offsets = np.zeros(len(embs) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(e.colbert) for e in embs])
-        tensors["colbert"] = np.concatenate([e.colbert for e in embs]).astype(np.float32,
-                                                                             copy=False)
+        tensors["colbert"] = np.concatenate([e.colbert for e in embs]).astype(dtype, copy=False)
         tensors["colbert_offsets"] = offsets
     return tensors
 
 
-_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
+_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16",
+              np.dtype(np.int64): "INT64"}
 
 
 def infer_response(model_name: str, request: InferRequest, tensors: dict[str, np.ndarray],
@@ -152,8 +182,8 @@ def infer_response(model_name: str, request: InferRequest, tensors: dict[str, np
 
 def embedding_response(model_name: str, request: InferRequest, result: EncodeResult,
                        options: EncodeOptions) -> InferResponse:
-    return infer_response(model_name, request, embedding_tensors(result, options.outputs),
-                          {"prompt_tokens": result.prompt_tokens})
+    tensors = embedding_tensors(result, options.outputs, dtype=embed_dtype(request))
+    return infer_response(model_name, request, tensors, {"prompt_tokens": result.prompt_tokens})
 
 
 async def v1_embed(model: EmbedderModel, payload: Any) -> dict:

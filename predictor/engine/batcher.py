@@ -12,6 +12,11 @@ HTTP: a ``BatchRunner`` turns a list of payloads into a list of results, one per
 Fairness: every batch is built around the oldest waiting item, so no item waits behind an
 endless stream of better-fitting ones.
 
+Several devices (``lanes``): one queue, one worker thread per device, each with the model loaded
+on it. A worker takes the next batch the moment its device is free, so a batch always goes to a
+device with nothing running (the least-loaded one) and the queue bound and fairness are the
+queue's, whatever the number of devices. A batch failing on one device fails only its requests.
+
 Backpressure: at most ``max_queue_items`` wait (a request bigger than that is admitted only into
 an empty queue); beyond it ``submit`` raises ``QueueFull`` at once. A request waiting longer than
 ``request_timeout_s`` raises ``QueueTimeout`` and its items leave the queue, as do the items of a
@@ -43,6 +48,17 @@ class BatchRunner(Protocol):
 
 
 @dataclass(slots=True, eq=False)
+class Lane:
+    """One device serving an engine: the model on it, the worker thread feeding it, its totals."""
+
+    device: str
+    runner: BatchRunner
+    worker: EngineWorker
+    stats: EngineStats = field(default_factory=EngineStats)
+    running: int = 0  # items in the batch running now
+
+
+@dataclass(slots=True, eq=False)
 class _Waiting:
     seq: int
     length: int
@@ -56,15 +72,24 @@ class BatchEngine:
                  max_batch_size: int = 64, max_wait_s: float = 0.002,
                  max_queue_items: int | None = None, request_timeout_s: float | None = None,
                  name: str = "engine", observer: EngineObserver | None = None,
-                 on_worker_start: Callable[[], None] | None = None,
-                 worker: EngineWorker | None = None):
+                 on_worker_start: Callable[..., None] | None = None,
+                 worker: EngineWorker | None = None, device: str = "",
+                 replicas: Sequence[tuple[str, BatchRunner, EngineWorker]] = ()):
         """``worker``: the thread that runs the batches, shared with the other engines of the
         device (worker.py); by default one of its own. ``on_worker_start``: called on that
         thread before the first batch (the runner's per-thread set-up: torch threads,
-        warm-up); ``start()`` waits for it."""
+        warm-up), with the ``Lane`` when there are replicas; ``start()`` waits for it.
+        ``device``: the name of ``runner``'s device (``/stats``, metrics). ``replicas``: more
+        devices as ``(device, runner, worker)``, fed from the same queue; their workers must
+        share ``worker``'s lock."""
         if max_batch_tokens < 1 or max_batch_size < 1 or max_wait_s < 0:
             raise ValueError("batch limits must be positive")
-        self.runner = runner
+        worker = worker or EngineWorker(f"{name}-worker")
+        self.lanes = [Lane(device, runner, worker)] + [Lane(d, r, w) for d, r, w in replicas]
+        if len({id(lane.worker) for lane in self.lanes}) != len(self.lanes):
+            raise ValueError("each device needs a worker of its own")
+        if any(lane.worker.lock is not worker.lock for lane in self.lanes):
+            raise ValueError("the workers of one engine must share one lock")
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -75,7 +100,7 @@ class BatchEngine:
         self.on_worker_start = on_worker_start
         self.stats = EngineStats()
         self.draining = False
-        self.worker = worker or EngineWorker(f"{name}-worker")
+        self.worker = worker
         # Shared by the event loop (submit, cancel) and the worker (take): guarded by the
         # worker's lock, which all its engines share.
         self._changed = self.worker.lock
@@ -83,14 +108,31 @@ class BatchEngine:
         self._seq = itertools.count()
         self._set_up = False
 
+    @property
+    def runner(self) -> BatchRunner:
+        """The (first) device's runner."""
+        return self.lanes[0].runner
+
+    @runner.setter
+    def runner(self, runner: BatchRunner) -> None:
+        self.lanes[0].runner = runner
+
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        """Attach to the worker and run the set-up there (blocking: call it at load time)."""
-        self.worker.attach(self)
+        """Attach to the workers and run the set-up on each (blocking: call it at load time)."""
+        self._attach()
         if not self._set_up:
             self._set_up = True
             if self.on_worker_start is not None:
-                self.worker.run_setup(self.on_worker_start)
+                if len(self.lanes) == 1:
+                    self.worker.run_setup(self.on_worker_start)
+                else:
+                    for lane in self.lanes:
+                        lane.worker.run_setup(lambda lane=lane: self.on_worker_start(lane))
+
+    def _attach(self) -> None:
+        for lane in self.lanes:
+            lane.worker.attach(self)
 
     def drain(self) -> None:
         """Take no new work; what is queued or running still completes."""
@@ -101,12 +143,13 @@ class BatchEngine:
         with self._changed:
             waiting = list(self._waiting.values())
             self._waiting.clear()
-        thread = self.worker.detach(self)
+        threads = [lane.worker.detach(self) for lane in self.lanes]
         for item in waiting:
             if not item.future.done():
                 item.future.set_exception(EngineDraining(f"{self.name} stopped"))
-        if thread is not None:
-            await asyncio.to_thread(thread.join)
+        for thread in threads:
+            if thread is not None:
+                await asyncio.to_thread(thread.join)
 
     @property
     def queue_size(self) -> int:
@@ -136,7 +179,7 @@ class BatchEngine:
             depth = len(self._waiting)
             self._changed.notify()
         self._observe_depth(depth)
-        self.worker.attach(self)
+        self._attach()
         gathered = asyncio.gather(*futures)
         try:
             if self.request_timeout_s is None:
@@ -167,38 +210,58 @@ class BatchEngine:
             self.observer.queue_depth(depth)
 
     # -- on the worker thread ------------------------------------------------------------
-    def _run_taken(self, batch: list[_Waiting], depth: int) -> None:
-        """Run a batch the worker took from this engine (worker.py)."""
-        self._observe_depth(depth)
-        self._run(batch)
+    def _lane_of(self, worker: EngineWorker | None) -> Lane:
+        if worker is None or len(self.lanes) == 1:
+            return self.lanes[0]
+        return next(lane for lane in self.lanes if lane.worker is worker)
 
-    def _run(self, batch: list[_Waiting]) -> None:
+    def _run_taken(self, batch: list[_Waiting], depth: int,
+                   worker: EngineWorker | None = None) -> None:
+        """Run a batch that ``worker`` took from this engine, on its device (worker.py)."""
+        self._observe_depth(depth)
+        self._run(batch, self._lane_of(worker))
+
+    def _run(self, batch: list[_Waiting], lane: Lane | None = None) -> None:
+        lane = lane or self.lanes[0]
         started = time.monotonic()
         waits = [started - item.enqueued for item in batch]
         tokens = sum(item.length for item in batch)
         padded = max(item.length for item in batch) * len(batch)
+        lane.running = len(batch)
         try:
             outcome: list[Any] | BaseException = self._run_splitting(
-                [item.payload for item in batch])
+                [item.payload for item in batch], lane.runner)
         except Exception as exc:  # the batch fails, the engine keeps serving
             outcome = exc
             self.stats.failed_batches += 1
-            logger.exception("%s: batch of %d failed", self.name, len(batch))
+            lane.stats.failed_batches += 1
+            logger.exception("%s: batch of %d failed on %s", self.name, len(batch),
+                             lane.device or "its device")
+        lane.running = 0
         seconds = time.monotonic() - started
         self._deliver(batch, outcome)
-        stats = self.stats
-        stats.batches += 1
-        stats.batch_items += len(batch)
-        stats.items += len(batch)
-        stats.tokens += tokens
-        stats.padded_tokens += padded
-        stats.busy_seconds += seconds
+        for stats in (self.stats, lane.stats) if len(self.lanes) > 1 else (self.stats,):
+            stats.batches += 1
+            stats.batch_items += len(batch)
+            stats.items += len(batch)
+            stats.tokens += tokens
+            stats.padded_tokens += padded
+            stats.busy_seconds += seconds
         if self.observer is not None:
             try:
                 self.observer.batch_done(len(batch), tokens, padded, waits, seconds,
-                                         not isinstance(outcome, BaseException))
+                                         not isinstance(outcome, BaseException),
+                                         device=lane.device)
             except Exception:  # metrics must never stop the worker
                 logger.exception("%s: observer failed", self.name)
+
+    def device_stats(self) -> dict[str, dict]:
+        """Per device: its totals and whether a batch runs on it now."""
+        if len(self.lanes) == 1:  # one device: the engine's totals are the device's
+            return {self.lanes[0].device: {**self.stats.device_summary(),
+                                           "running_items": self.lanes[0].running}}
+        return {lane.device: {**lane.stats.device_summary(), "running_items": lane.running}
+                for lane in self.lanes}
 
     @staticmethod
     def _deliver(batch: list[_Waiting], outcome: list[Any] | BaseException) -> None:
@@ -213,18 +276,21 @@ class BatchEngine:
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
 
-    def _run_splitting(self, payloads: list[Any]) -> list[Any]:
+    def _run_splitting(self, payloads: list[Any], runner: BatchRunner | None = None
+                       ) -> list[Any]:
         """Run on the worker thread; on a retryable error (OOM) split the batch and retry."""
-        retryable = tuple(getattr(self.runner, "retryable_errors", ()))
+        runner = runner or self.runner
+        retryable = tuple(getattr(runner, "retryable_errors", ()))
         try:
-            results = list(self.runner.run_batch(payloads))
+            results = list(runner.run_batch(payloads))
         except retryable:
             if len(payloads) == 1:
                 raise
             logger.warning("%s: batch of %d hit a retryable error; splitting it", self.name,
                            len(payloads))
             half = len(payloads) // 2
-            return self._run_splitting(payloads[:half]) + self._run_splitting(payloads[half:])
+            return (self._run_splitting(payloads[:half], runner)
+                    + self._run_splitting(payloads[half:], runner))
         if len(results) != len(payloads):
             raise RuntimeError(f"runner returned {len(results)} results for "
                                f"{len(payloads)} payloads")

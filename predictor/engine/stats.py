@@ -35,6 +35,17 @@ class EngineStats:
             "failed_batches": self.failed_batches,
         }
 
+    def device_summary(self) -> dict:
+        """What one device of an engine did (requests belong to the engine, not a device)."""
+        return {
+            "batches": self.batches,
+            "processed_items": self.items,
+            "processed_tokens": self.tokens,
+            "busy_seconds": round(self.busy_seconds, 6),
+            "average_batch_size": round(self.batch_items / self.batches, 3) if self.batches else 0,
+            "failed_batches": self.failed_batches,
+        }
+
 
 class EngineObserver(Protocol):
     """Hooks for metrics; called from the event loop and the engine's worker thread."""
@@ -42,4 +53,4 @@ class EngineObserver(Protocol):
     def queue_depth(self, items: int) -> None: ...
 
     def batch_done(self, size: int, tokens: int, padded_tokens: int, queue_waits: list[float],
-                   seconds: float, ok: bool) -> None: ...
+                   seconds: float, ok: bool, device: str = "") -> None: ...

@@ -3,7 +3,9 @@
 ``score()`` is the one entry point (the rerank routes, V2 REST and gRPC): it validates, tokenises
 query-document pairs off the event loop, and queues them on the shared batching engine, where
 pairs from concurrent requests share batches on a token budget. A pair longer than the limit is
-truncated on the document side (never the query; never dropped).
+truncated on the document side (never the query; never dropped), or, with ``max_chunks``
+(Cohere's ``max_chunks_per_doc``), scored chunk by chunk: the document's score is its best
+chunk's.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class ScoreResult:
     scores: list[float]  # raw logits, or sigmoid of them when normalised; input order
     num_tokens: int  # tokens of all pairs as the model saw them (after truncation)
     truncated: int = 0  # how many documents were cut to fit
+    chunks: list[int] | None = None  # with max_chunks: chunks scored per document, input order
 
 
 class PairTemplate:
@@ -109,13 +112,17 @@ class RerankerModel(EngineModel):
     async def score(self, queries: Sequence[str], documents: Sequence[str], *,
                     normalize: bool = True, max_length: int | None = None,
                     max_document_tokens: int | None = None, truncate: bool = True,
-                    query_param: str = "query",
+                    max_chunks: int | None = None, query_param: str = "query",
                     documents_param: str = "documents") -> ScoreResult:
         """Score pairs (``queries`` has one query for all documents, or one per document).
 
         ``max_length`` bounds a whole pair (default: the model's limit); ``max_document_tokens``
         also bounds each document's own tokens. Over ``max_length``, the document is cut, unless
         ``truncate`` is false: then 400. A query that leaves no room for a document is a 400.
+        ``max_chunks``: split each document into chunks that fit beside the query (of
+        ``max_document_tokens`` when given), score the first ``max_chunks`` of them and keep
+        each document's best; what is past the last chunk is cut (or a 400 without
+        ``truncate``).
         """
         self.ensure_ready()
         documents = validate_texts(documents, documents_param, self.settings.max_rerank_documents)
@@ -131,18 +138,25 @@ class RerankerModel(EngineModel):
         if max_document_tokens is not None and max_document_tokens < 1:
             raise BadRequestError("max_tokens_per_doc must be at least 1.",
                                   param="max_tokens_per_doc")
+        if max_chunks is not None and max_chunks < 1:
+            raise BadRequestError("max_chunks_per_doc must be at least 1.",
+                                  param="max_chunks_per_doc")
         chars = sum(map(len, documents)) + sum(map(len, set(queries)))
-        ids, truncated = await admitted_tokenize(
+        ids, truncated, chunks = await admitted_tokenize(
             self, chars, documents_param, self._pairs, queries, documents, max_length,
-            max_document_tokens, truncate, query_param, documents_param)
+            max_document_tokens, truncate, query_param, documents_param, max_chunks)
         logits = await self.run([ScoreItem(seq) for seq in ids])
+        if chunks is not None:  # a document's score is its best chunk's
+            ends = np.cumsum(chunks)
+            logits = [max(logits[end - n:end]) for end, n in zip(ends, chunks, strict=True)]
         scores = [sigmoid(x) for x in logits] if normalize else list(logits)
         return ScoreResult(scores=scores, num_tokens=sum(len(seq) for seq in ids),
-                           truncated=truncated)
+                           truncated=truncated, chunks=chunks)
 
     def _pairs(self, queries: list[str], documents: list[str], max_length: int,
                max_document_tokens: int | None, truncate: bool, query_param: str,
-               documents_param: str) -> tuple[list[list[int]], int]:
+               documents_param: str, max_chunks: int | None = None
+               ) -> tuple[list[list[int]], int, list[int] | None]:
         """Token ids of every pair, documents cut to fit (any thread).
 
         Each distinct query and each document is tokenised once, on its own; every limit is
@@ -168,6 +182,9 @@ class RerankerModel(EngineModel):
         floor = sum(len(q) for q in pair_queries) + template.overhead * len(documents)
         if floor > limit:
             raise_too_many_tokens(floor, limit, documents_param, at_least=True)
+        if max_chunks is not None:  # every chunk is scored: the whole document is needed
+            return self._chunk_pairs(pair_queries, template.tokenize(documents), max_length,
+                                     max_document_tokens, max_chunks, truncate, documents_param)
         # No pair can use more of a document than the longest room a query leaves (one more
         # token tells "too long" when truncation is off): the ids beyond are never held.
         cap = max_length - template.overhead - min(map(len, pair_queries)) + 1
@@ -192,7 +209,45 @@ class RerankerModel(EngineModel):
             raise_too_many_tokens(total, limit, documents_param)
         pairs = [template.pair(q, d[:keep])
                  for q, d, keep in zip(pair_queries, document_ids, keeps, strict=True)]
-        return pairs, truncated
+        return pairs, truncated, None
+
+    def _chunk_pairs(self, pair_queries: list[list[int]], document_ids: list[list[int]],
+                     max_length: int, max_document_tokens: int | None, max_chunks: int,
+                     truncate: bool, documents_param: str
+                     ) -> tuple[list[list[int]], int, list[int]]:
+        """Cohere's ``max_chunks_per_doc``: each document's pairs with its first chunks.
+
+        A chunk is as long as fits beside the query (``max_length`` less the query and the
+        special tokens), or ``max_document_tokens`` when that is shorter, so the first chunk is
+        exactly the document as truncation would cut it: the best chunk never scores below it.
+        Every chunk's pair counts against ``max_request_tokens``, checked before any is built.
+        """
+        template = self.pair_template
+        limit = self.settings.max_request_tokens
+        spans, counts, truncated, total = [], [], 0, 0
+        for i, (q, d) in enumerate(zip(pair_queries, document_ids, strict=True)):
+            size = max_length - len(q) - template.overhead
+            if max_document_tokens is not None:
+                size = min(size, max_document_tokens)
+            n = max(1, -(-len(d) // size))  # ceil; an empty document is one empty chunk
+            if n > max_chunks:
+                if not truncate:
+                    raise BadRequestError(
+                        f"{documents_param}[{i}] has {len(d)} tokens: more than "
+                        f"max_chunks_per_doc={max_chunks} chunks of {size}; shorten it, raise "
+                        "max_chunks_per_doc or allow truncation.",
+                        param=f"{documents_param}[{i}]", code="context_length_exceeded")
+                n = max_chunks
+                truncated += 1
+            spans.append(size)
+            counts.append(n)
+            total += n * (len(q) + template.overhead) + min(len(d), n * size)
+        if total > limit:
+            raise_too_many_tokens(total, limit, documents_param)
+        pairs = [template.pair(q, d[start:start + size])
+                 for q, d, size, n in zip(pair_queries, document_ids, spans, counts, strict=True)
+                 for start in range(0, n * size, size)]
+        return pairs, truncated, counts
 
     # -- KServe V1 / V2 ------------------------------------------------------------------
     async def infer(self, payload):
@@ -241,8 +296,13 @@ class RerankerModel(EngineModel):
 
 
 def _score_options(params: dict) -> dict:
-    """``normalize`` (default true), ``max_length`` and ``truncate`` from V1/V2 parameters."""
-    max_length = params.get("max_length")
+    """``normalize`` (default true), ``max_length``, ``truncate``, ``max_tokens_per_doc`` and
+    ``max_chunks_per_doc`` from V1/V2 parameters."""
+    def optional_int(name: str) -> int | None:
+        return None if params.get(name) is None else as_int(params[name], name)
+
     return {"normalize": as_bool(params.get("normalize", True), "normalize"),
-            "max_length": None if max_length is None else as_int(max_length, "max_length"),
-            "truncate": as_bool(params.get("truncate", True), "truncate")}
+            "max_length": optional_int("max_length"),
+            "truncate": as_bool(params.get("truncate", True), "truncate"),
+            "max_document_tokens": optional_int("max_tokens_per_doc"),
+            "max_chunks": optional_int("max_chunks_per_doc")}

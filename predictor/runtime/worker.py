@@ -20,9 +20,15 @@ from .warmup import warm_up
 logger = logging.getLogger(__name__)
 
 
-def prepare_worker(runner: Any) -> None:
-    """``runner``: the engine's runner, a ``SplitByLength`` on CPU (then measured here)."""
-    threads = use_cpus_here()
+def prepare_worker(runner: Any, threads: int | None = None) -> None:
+    """``runner``: the engine's runner, a ``SplitByLength`` on CPU (then measured here).
+    ``threads``: this worker's share of the CPUs when several CPU workers split them."""
+    if threads is None:
+        threads = use_cpus_here()
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
     warm_up(runner)  # CUDA: the batch shapes before ready (warmup.py); nothing on CPU
     if isinstance(runner, SplitByLength):
         cost = runner.measure()

@@ -188,6 +188,20 @@ def test_image_metadata() -> None:
     assert f"HF_HOME={HF_HOME}" in env
 
 
+def test_torch_in_the_image_is_its_variant() -> None:
+    """The label's TORCH_VARIANT (cpu, cuda, rocm) is the torch inside: no CUDA or HIP build for
+    cpu, CUDA for cuda, HIP (ROCm devices appear as ``cuda``) for rocm."""
+    label = '{{index .Config.Labels "io.bge-predictor.torch-variant"}}'
+    variant = _docker("image", "inspect", "-f", label, IMAGE).stdout.strip()
+    out = _docker("run", "--rm", "--entrypoint", "python", IMAGE, "-c",
+                  "import torch; print(torch.version.cuda, getattr(torch.version, 'hip', None))",
+                  timeout=300).stdout.split()
+    cuda, hip = (None if v == "None" else v for v in out[-2:])
+    expected = {"cpu": cuda is None and hip is None, "cuda": cuda is not None,
+                "rocm": hip is not None}
+    assert expected[variant], f"TORCH_VARIANT={variant} but torch has cuda={cuda} hip={hip}"
+
+
 def test_embedder_container(model_dirs: dict[str, Path], run_container) -> None:
     c = run_container(
         model_dirs["embedder"],

@@ -8,6 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 Input = str | list[str]
+EncodingFormat = Literal["float", "base64"]
+EmbedDtype = Literal["float32", "float16"]
+_EMBED_DTYPE = ("Element type of every base64 vector (dense, and each ColBERT matrix as one "
+                "string, rows concatenated), little-endian; vLLM's convention. Only with "
+                "encoding_format 'base64'; 'float' output is JSON numbers either way.")
 
 TOKEN_IDS_MESSAGE = (
     "input: token ids are not accepted. This server embeds text with its own model's "
@@ -50,7 +55,8 @@ class _Request(BaseModel):
 
 
 class EmbeddingsRequest(_Request):
-    encoding_format: Literal["float", "base64"] = "float"
+    encoding_format: EncodingFormat = "float"
+    embed_dtype: EmbedDtype = Field("float32", description=_EMBED_DTYPE)
     dimensions: int | None = Field(None, description="Rejected: BGE-M3 is not Matryoshka-trained.")
     user: str | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
     return_dense: bool | None = None
@@ -67,6 +73,9 @@ class SparseEmbeddingsRequest(_Request):
 
 class HybridEmbeddingsRequest(_Request):
     return_colbert: bool = False
+    encoding_format: EncodingFormat = Field(
+        "float", description="'base64': dense and each ColBERT matrix as base64 strings.")
+    embed_dtype: EmbedDtype = Field("float32", description=_EMBED_DTYPE)
     return_tokens: bool = False
     sparse_token_mapping: Literal["tokenizer", "hash"] | None = None
 
@@ -91,9 +100,9 @@ class EmbeddingData(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
     embedding: list[float] | str | None = None
-    dense_embedding: list[float] | None = None
+    dense_embedding: list[float] | str | None = None
     sparse_embedding: SparseOut | None = None
-    colbert_embedding: list[list[float]] | None = None
+    colbert_embedding: list[list[float]] | str | None = None
 
 
 class EmbeddingsResponse(BaseModel):
@@ -121,9 +130,9 @@ class SparseEmbeddingsResponse(BaseModel):
 class HybridData(BaseModel):
     object: Literal["hybrid_embedding"] = "hybrid_embedding"
     index: int
-    dense: list[float]
+    dense: list[float] | str
     sparse: MappedSparseOut
-    colbert: list[list[float]] | None = None
+    colbert: list[list[float]] | str | None = None
 
 
 class HybridEmbeddingsResponse(BaseModel):

@@ -42,6 +42,23 @@ def b64_float32(vector: np.ndarray) -> str:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
+_LITTLE_ENDIAN = {"float32": "<f4", "float16": "<f2"}
+
+
+def b64_array(array: np.ndarray, embed_dtype: str) -> str:
+    """A vector, or a matrix with its rows concatenated, as base64 of little-endian
+    ``embed_dtype`` bytes (vLLM's ``embed_dtype``; float16 halves a ColBERT response)."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype=_LITTLE_ENDIAN[embed_dtype])
+                            .tobytes()).decode("ascii")
+
+
+def _vectors(req) -> Any:
+    """How this request's vectors go into the body: numpy as JSON numbers, or base64."""
+    if req.encoding_format == "base64":
+        return lambda array: b64_array(array, req.embed_dtype)
+    return lambda array: array
+
+
 async def create_embeddings(model, req: EmbeddingsRequest) -> dict[str, Any]:
     if req.dimensions is not None and req.dimensions != model.dimensions:
         raise BadRequestError(
@@ -60,19 +77,19 @@ async def create_embeddings(model, req: EmbeddingsRequest) -> dict[str, Any]:
     options = EncodeOptions(outputs=outputs, max_length=req.max_length, truncate=req.truncate,
                             sparse_mapping=req.sparse_token_mapping, input_type=input_type(req))
     result = await model.encode(req.input, options)
+    vectors = _vectors(req)
     data = []
     for i, emb in enumerate(result.embeddings):
         item: dict[str, Any] = {"object": "embedding", "index": i}
         if emb.dense is not None:
-            item["embedding"] = (b64_float32(emb.dense) if req.encoding_format == "base64"
-                                 else emb.dense)
+            item["embedding"] = vectors(emb.dense)
         if extended:
             if emb.dense is not None:
-                item["dense_embedding"] = emb.dense
+                item["dense_embedding"] = item["embedding"]
             if emb.sparse is not None:
                 item["sparse_embedding"] = _sparse(emb.sparse)
             if emb.colbert is not None:
-                item["colbert_embedding"] = emb.colbert
+                item["colbert_embedding"] = vectors(emb.colbert)
         data.append(item)
     return {"object": "list", "data": data, "model": model.name, "usage": _usage(result),
             "embedding_types": [o.value for o in Output if o in outputs]}  # seed 001
@@ -99,11 +116,12 @@ async def create_hybrid_embeddings(model, req: HybridEmbeddingsRequest) -> dict[
                             return_tokens=req.return_tokens, input_type=input_type(req))
     result = await model.encode(req.input, options)
     space = model.sparse_index_space(mapping)
+    vectors = _vectors(req)
     data = []
     for i, emb in enumerate(result.embeddings):
-        item = {"object": "hybrid_embedding", "index": i, "dense": emb.dense,
+        item = {"object": "hybrid_embedding", "index": i, "dense": vectors(emb.dense),
                 "sparse": _mapped_sparse(emb.sparse, mapping, space)}
         if emb.colbert is not None:
-            item["colbert"] = emb.colbert
+            item["colbert"] = vectors(emb.colbert)
         data.append(item)
     return {"object": "list", "data": data, "model": model.name, "usage": _usage(result)}

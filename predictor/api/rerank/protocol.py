@@ -31,7 +31,9 @@ class RerankRequest(BaseModel):
     max_tokens_per_doc: int | None = Field(
         None, ge=1, description="Cohere v2: cut each document to this many tokens.")
     max_chunks_per_doc: int | None = Field(
-        None, ge=1, description="Cohere v1: accepted; long documents are truncated, not chunked.")
+        None, ge=1, description="Score a long document chunk by chunk (chunks of "
+                                "max_tokens_per_doc, else as long as fits beside the query), "
+                                "up to this many chunks; its score is its best chunk's.")
     relevant_spans: dict[str, Any] | None = Field(
         None, description="Cohere v2: only mode 'disabled' is supported.")
     priority: int | None = Field(None, description="Cohere v2: accepted and ignored.")

@@ -87,9 +87,9 @@ async def rerank(served: ServedModels, req: RerankRequest, api_version: str) -> 
     texts = validate(req, model.settings.max_rerank_documents)
     meta: dict[str, Any] = {"api_version": {"version": api_version}}
     warnings = []
-    if req.max_chunks_per_doc is not None:
-        warnings.append("max_chunks_per_doc is ignored: documents over the length limit are "
-                        "truncated, not chunked.")
+    if req.max_chunks_per_doc is not None and model.kind != "reranker":
+        warnings.append("max_chunks_per_doc is ignored when reranking with an embedder: "
+                        "documents over the length limit are truncated, not chunked.")
     if model.kind == "reranker":
         for name in ("method", "weights"):
             if getattr(req, name) is not None:
@@ -99,9 +99,15 @@ async def rerank(served: ServedModels, req: RerankRequest, api_version: str) -> 
         result = await model.score([req.query], texts, normalize=not req.raw_scores,
                                    max_length=req.max_length,
                                    max_document_tokens=req.max_tokens_per_doc,
-                                   truncate=req.truncate)
+                                   truncate=req.truncate, max_chunks=req.max_chunks_per_doc)
         scores, tokens = result.scores, result.num_tokens
-        if result.truncated:
+        if result.chunks is not None:
+            meta["chunks"] = {"max_chunks_per_doc": req.max_chunks_per_doc,
+                              "scored": sum(result.chunks), "per_document": result.chunks}
+            if result.truncated:
+                warnings.append(f"{result.truncated} document(s) had more than "
+                                f"{req.max_chunks_per_doc} chunks; the rest was not scored.")
+        elif result.truncated:
             warnings.append(f"{result.truncated} document(s) were truncated to fit the "
                             "model's length limit.")
     else:
