@@ -703,6 +703,9 @@ def test_values_yaml_matches_schema():
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"kserve": {"autoscalerClass": "kpa"}}, "autoscalerClass"),
         ({"gpu": {"enabled": "yes"}}, "/gpu/enabled"),
+        ({"embedder": {"gracePeriod": 0}}, "gracePeriod"),
+        ({"reranker": {"strategy": {"type": "Surge"}}}, "strategy"),
+        ({"runAsFixedUser": "no"}, "runAsFixedUser"),
     ],
 )
 def test_schema_rejects_bad_values(chart, values, message):
