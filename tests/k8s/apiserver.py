@@ -49,6 +49,8 @@ def find_binaries() -> tuple[str | None, str | None, str]:
     etcd = os.environ.get("ETCD_BIN") or shutil.which("etcd")
     if not etcd:
         return apiserver, None, "no etcd on PATH (apt-get install etcd-server) or ETCD_BIN"
+    if not shutil.which("openssl"):
+        return apiserver, None, "no openssl on PATH (it makes the service-account key)"
     return apiserver, etcd, ""
 
 

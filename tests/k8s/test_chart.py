@@ -305,11 +305,12 @@ def test_gpu_resources(case):
         if gpu_on(merged, component):
             assert limits.get(name) == count and requests.get(name) == count, resources
             assert gpus == {name}, resources
-            want_device = merged[component]["device"] or "cuda"
+            # Unset: the server's default takes every GPU the pod gets.
+            want_device = merged[component]["device"] or None
         else:
             assert gpus == set(), resources
             want_device = merged[component]["device"] or "cpu"
-        assert env["DEVICE"]["value"] == want_device
+        assert env.get("DEVICE", {}).get("value") == want_device
 
 
 def test_probes(case):
@@ -702,6 +703,9 @@ def test_values_yaml_matches_schema():
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"kserve": {"autoscalerClass": "kpa"}}, "autoscalerClass"),
         ({"gpu": {"enabled": "yes"}}, "/gpu/enabled"),
+        ({"embedder": {"gracePeriod": 0}}, "gracePeriod"),
+        ({"reranker": {"strategy": {"type": "Surge"}}}, "strategy"),
+        ({"runAsFixedUser": "no"}, "runAsFixedUser"),
     ],
 )
 def test_schema_rejects_bad_values(chart, values, message):

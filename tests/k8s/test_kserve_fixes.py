@@ -284,6 +284,21 @@ def test_gpu_resource_name_per_component(render, mode):
 
 
 @pytest.mark.parametrize("mode", ["standalone", "kserve"])
+def test_gpu_count_alone_makes_a_pod_multi_gpu(render, mode):
+    """DEVICE stays unset with the GPU on: the server's default uses every GPU it is given
+    (DEVICE=cuda would pin it to one)."""
+    objs = objects(render, {"mode": mode, "gpu": {"count": 4}})
+    for obj in workloads(objs):
+        _, container = pod_parts(obj)
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
+        assert "DEVICE" not in env_map(container["env"])
+    objs = objects(render, {"mode": mode, "gpu": {"enabled": False}})
+    for obj in workloads(objs):
+        _, container = pod_parts(obj)
+        assert env_map(container["env"])["DEVICE"]["value"] == "cpu"
+
+
+@pytest.mark.parametrize("mode", ["standalone", "kserve"])
 def test_grace_period_reaches_the_server_and_the_pod(render, mode):
     defaults = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     margin = defaults["gracePeriodMarginSeconds"]

@@ -133,3 +133,35 @@ def test_a_refused_object_is_caught(api: LiveApiServer) -> None:
            "spec": {"ports": [{"port": 70000}]}}
     problems = apply_all(api, [svc], "refused-check")
     assert len(problems) == 1 and "refused (422)" in problems[0], problems
+
+
+# --- the helpers, without a server ----------------------------------------------------------
+
+
+def test_adapt_for_1_20_changes_only_what_1_20_lacks():
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "h"}, "spec": {"maxReplicas": 2}}
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p"},
+           "spec": {"maxUnavailable": 0}}
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"template": {"spec": {"containers": [{
+               "name": "c", "ports": [{"containerPort": 8080}],
+               "resources": {"limits": {"nvidia.com/gpu": 2, "memory": "1Gi"}}}]}}}}
+    assert adapt_for_1_20(hpa)["apiVersion"] == "autoscaling/v2beta2"
+    assert adapt_for_1_20(pdb) == {**pdb, "apiVersion": "policy/v1beta1"}
+    (container,) = adapt_for_1_20(dep)["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2", "memory": "1Gi"}
+    assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["ports"] == [
+        {"containerPort": 8080}]  # the original is untouched
+    crd = {"spec": {"a": {"default": "", "type": "string"}, "b": {"default": "x"}}}
+    assert crd_for_1_20(crd) == {"spec": {"a": {"type": "string"}, "b": {"default": "x"}}}
+
+
+def test_pruned_paths():
+    sent = {"a": 1, "b": {"c": 2, "gone": 3}, "l": [{"x": 1}, {"y": 2}], "empty": {}}
+    stored = {"a": 1, "b": {"c": 2}, "l": [{"y": 2}, {"x": 1}]}  # reordered list: fine
+    assert pruned_paths(sent, stored) == ["b.gone"]
+    assert pruned_paths({"l": [{"x": 1}, {"z": 1}]}, {"l": [{"x": 1}, {"y": 1}]}) == ["l[1].z"]
+    assert pruned_paths({"l": [1, 2]}, {"l": [1]}) == ["l"]
+    assert pruned_paths({"q": "1000m"}, {"q": "1"}) == []  # normalised, not dropped

@@ -180,9 +180,13 @@ Environment of a component's container.
 {{- define "bge-predictor.component.env" -}}
 {{- $c := index .root.Values .component }}
 {{- $gpu := include "bge-predictor.component.gpuEnabled" . }}
-{{- $device := $c.device | default (ternary "cuda" "cpu" (eq $gpu "true")) }}
+{{- /* GPU on and no device given: DEVICE stays unset, so the server takes every GPU the pod
+gets (its default), and gpu.count alone makes a pod multi-GPU. */}}
+{{- $device := $c.device | default (ternary "" "cpu" (eq $gpu "true")) }}
+{{- if $device }}
 - name: DEVICE
   value: {{ $device | quote }}
+{{- end }}
 - name: USE_FP16
   value: {{ $c.useFp16 | toString | quote }}
 - name: DTYPE
