@@ -203,3 +203,32 @@ def test_sigterm_checkpoints_and_the_same_command_resumes(m3_dir, toy, tmp_path)
     record = json.loads((out / "training.json").read_text())
     assert record["steps"] == 6 and record["resumed_from"] == resumed["checkpoint"]
     assert [e["step"] for e in record["loss"]] == list(range(1, 7))
+
+
+def test_dense_family_output_describes_itself(toy, tmp_path):
+    """An E5 model fine-tuned into a directory whose name says nothing: the output's
+    sentence-transformers files carry its pooling and prefixes, so the server's runner finds
+    them and equals sentence-transformers on it."""
+    import family_fixtures as ff
+    from sentence_transformers import SentenceTransformer
+
+    from predictor.runtime.families import load_embedder_runner
+    from predictor.settings import Settings
+
+    base = ff.build_e5(tmp_path / "base")
+    out = tmp_path / "shop-model"
+    record, _ = train(base, toy, out, "full", "1e-3", 3)
+    assert record["family"] == "e5" and record["heads"] is None
+    runner = load_embedder_runner(str(out), Settings(device="cpu", use_fp16=False))
+    assert runner.family == "sentence-transformers"
+    assert (runner.config.pooling, runner.config.normalize) == (("mean",), True)
+    assert (runner.config.query_prefix, runner.config.passage_prefix) == ("query: ", "passage: ")
+    texts = ["what is a tiger", "A river is described here: river river."]
+    ids = runner.tokenize(texts, runner.max_length, True, "query")
+    from predictor.primitives import EncodeItem
+
+    ours = np.stack([e.dense for e in runner.run_batch([EncodeItem(i) for i in ids])])
+    st = SentenceTransformer(str(out), device="cpu")
+    np.testing.assert_allclose(ours, st.encode(texts, prompt_name="query"), atol=1e-5)
+    before = SentenceTransformer(str(base), device="cpu").encode(texts, prompt="query: ")
+    assert not np.allclose(ours, before, atol=1e-3)  # it trained

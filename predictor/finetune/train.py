@@ -134,6 +134,7 @@ class Built:
     query_prefix: str = ""
     passage_prefix: str = ""
     m3_heads: dict[str, Any] = field(default_factory=dict)  # BGE-M3 head modules
+    pooling: str = "cls"
 
 
 def _load_encoder(model_dir: Path, params: Params, trust_remote_code: bool) -> Any:
@@ -243,7 +244,8 @@ def build(params: Params, model_dir: Path) -> Built:
     model = BiEncoderOnlyEmbedderModel(
         encoder, tokenizer=tokenizer, temperature=params.temperature, sub_batch_size=-1,
         sentence_pooling_method=config.pooling[0], normalize_embeddings=True)
-    return Built(model, tokenizer, family, None, config.query_prefix, config.passage_prefix)
+    return Built(model, tokenizer, family, None, config.query_prefix, config.passage_prefix,
+                 pooling=config.pooling[0])
 
 
 # --------------------------------------------------------------------------- progress
@@ -529,6 +531,8 @@ def _export(built: Built, params: Params, model_dir: Path, output: Path) -> None
             shutil.copytree(model_dir / name, output / name, dirs_exist_ok=True)
     if not any((output / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json")):
         built.tokenizer.save_pretrained(str(output))
+    if not built.m3_heads:
+        _describe_dense(built, output, encoder.config.hidden_size)
     if built.m3_heads:
         for name, module in built.m3_heads.items():
             if built.heads == "dense" and (model_dir / f"{name}.pt").is_file():
@@ -536,3 +540,28 @@ def _export(built: Built, params: Params, model_dir: Path, output: Path) -> None
             else:
                 torch.save({k: v.detach().cpu().float() for k, v in module.state_dict().items()},
                            output / f"{name}.pt")
+
+
+def _describe_dense(built: Built, output: Path, hidden: int) -> None:
+    """sentence-transformers files saying how the dense output was trained (pooling,
+    normalisation, prefixes), so the server detects it whatever the directory is called."""
+    if not (output / "modules.json").is_file():
+        modules = [{"idx": 0, "name": "0", "path": "",
+                    "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling",
+                    "type": "sentence_transformers.models.Pooling"},
+                   {"idx": 2, "name": "2", "path": "2_Normalize",
+                    "type": "sentence_transformers.models.Normalize"}]
+        (output / "1_Pooling").mkdir(exist_ok=True)
+        (output / "2_Normalize").mkdir(exist_ok=True)
+        (output / "1_Pooling" / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": built.pooling == "cls",
+            "pooling_mode_mean_tokens": built.pooling == "mean"}, indent=2))
+        (output / "modules.json").write_text(json.dumps(modules, indent=2))
+    path = output / "config_sentence_transformers.json"
+    st = json.loads(path.read_text()) if path.is_file() else {}
+    if built.query_prefix or built.passage_prefix:
+        st["prompts"] = {"query": built.query_prefix, "passage": built.passage_prefix}
+        st["default_prompt_name"] = "passage" if built.passage_prefix else None
+    path.write_text(json.dumps(st, indent=2))
