@@ -232,3 +232,29 @@ def test_dense_family_output_describes_itself(toy, tmp_path):
     np.testing.assert_allclose(ours, st.encode(texts, prompt_name="query"), atol=1e-5)
     before = SentenceTransformer(str(base), device="cpu").encode(texts, prompt="query: ")
     assert not np.allclose(ours, before, atol=1e-3)  # it trained
+
+
+def test_data_from_a_url_and_from_the_environment(tmp_path, monkeypatch):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from predictor.finetune.data import DataError, read_pairs
+
+    (tmp_path / "pairs.tsv").write_text(TOY)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        pairs = read_pairs(f"{url}/pairs.tsv")
+        assert len(pairs) == len(TOPICS) and pairs.sources == [f"{url}/pairs.tsv"]
+        with pytest.raises(DataError, match="cannot download"):
+            read_pairs(f"{url}/missing.tsv")
+    finally:
+        server.shutdown()
+    monkeypatch.setenv("PAIRS", TOY)
+    assert read_pairs("env:PAIRS").sha256 == pairs.sha256
+    with pytest.raises(DataError, match="is not set"):
+        read_pairs("env:NO_SUCH_VARIABLE")
