@@ -343,7 +343,7 @@ def _run_state(params: Params, pairs: Pairs) -> dict:
 
 
 def prepare_output(output: Path, params: Params, pairs: Pairs, overwrite: bool) -> str | None:
-    """Make ``output`` ready; the checkpoint to resume from, if any.
+    """Check ``output`` (emptied first with ``overwrite``); the checkpoint to resume from.
 
     A finished run (``training.json``) or a foreign non-empty directory is an error unless
     ``overwrite``; checkpoints of another run (other data or parameters) likewise.
@@ -373,9 +373,17 @@ def prepare_output(output: Path, params: Params, pairs: Pairs, overwrite: bool) 
     if output.exists() and any(p.name != CHECKPOINT_DIR for p in output.iterdir()):
         raise FinetuneError(f"{output} is not empty and holds no run of this command; "
                             "choose another --output or pass --overwrite", 6)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(state, indent=2, sort_keys=True))
     return None
+
+
+def record_run(output: Path, params: Params, pairs: Pairs) -> None:
+    """Tie ``output``'s checkpoints to this run (once the model has loaded: a run that fails
+    before training leaves nothing behind to conflict with the corrected command)."""
+    ckpt_dir = output / CHECKPOINT_DIR
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    run_file = ckpt_dir / RUN_FILE
+    if not run_file.exists():
+        run_file.write_text(json.dumps(_run_state(params, pairs), indent=2, sort_keys=True))
 
 
 def _training_args(params: Params, ckpt_dir: Path) -> Any:
@@ -419,6 +427,7 @@ def train(params: Params, pairs: Pairs, output: Path, *, overwrite: bool = False
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     built = build(params, model_dir)
+    record_run(output, params, pairs)
     examples = [(built.query_prefix + q, [built.passage_prefix + p], None)
                 for q, p in zip(pairs.queries, pairs.passages, strict=True)]
     collator = AbsEmbedderCollator(tokenizer=built.tokenizer, query_max_len=params.query_max_len,
