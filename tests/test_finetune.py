@@ -87,10 +87,11 @@ def test_lora_lowers_the_loss_and_writes_a_served_model_dir(lora_run, m3_dir):
     assert "fine-tuning" in err  # the tqdm bar
 
 
-def test_full_fine_tuning_lowers_the_loss(m3_dir, toy, tmp_path):
-    record, _ = train(m3_dir, toy, tmp_path / "full", "full", "1e-3", 8, "--heads", "dense")
+def test_full_fine_tuning_with_checkpointing_lowers_the_loss(m3_dir, toy, tmp_path):
+    record, _ = train(m3_dir, toy, tmp_path / "full", "full", "1e-3", 8, "--heads", "dense",
+                      "--gradient_checkpointing")
     assert_loss_falls(record, 8)
-    assert record["heads"] == "dense"
+    assert record["heads"] == "dense" and record["parameters"]["gradient_checkpointing"]
     for head in ("colbert_linear.pt", "sparse_linear.pt"):  # dense only: heads copied as is
         assert (tmp_path / "full" / head).read_bytes() == (m3_dir / head).read_bytes()
 

@@ -85,11 +85,13 @@ def test_full_job_and_errors(trainer_server):
         r = client.post("/fine-tune", json={"model_name": "x"})
         assert r.status_code in (400, 422) and "error" in r.json()
         assert client.get("/train-status/no-such-job").status_code == 404
+        # No max_steps: one epoch (the seed's), 4 pairs in batches of 2.
         r = client.post("/fine-tune", json={"text_content": PAIRS, "model_name": "my-full",
-                                            "max_steps": 2, "heads": "dense"})
+                                            "batch_size": 2, "heads": "dense"})
         assert r.status_code == 200, r.text
         final = wait_done(client, r.json()["job_id"])[-1]
     assert final["status"] == "completed" and final["steps"] == 2, final
+    assert final["epoch"] == 1
     record = json.loads((trainer_server.models / "my-full" / "training.json").read_text())
     assert record["method"] == "full" and record["heads"] == "dense"
 

@@ -399,6 +399,11 @@ def _training_args(params: Params, ckpt_dir: Path) -> Any:
         bf16 = True
     elif params.precision == "fp16":
         fp16 = True
+    checkpointing = {}
+    if params.gradient_checkpointing:  # transformers 5 renamed it activation checkpointing
+        name = ("activation_checkpointing" if "activation_checkpointing"
+                in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing")
+        checkpointing = {name: True, f"{name}_kwargs": {"use_reentrant": False}}
     return TrainingArguments(
         output_dir=str(ckpt_dir), max_steps=params.max_steps, num_train_epochs=params.epochs,
         per_device_train_batch_size=params.batch_size, learning_rate=params.lr(),
@@ -406,9 +411,8 @@ def _training_args(params: Params, ckpt_dir: Path) -> Any:
         logging_first_step=True, save_strategy="steps", save_steps=params.save_steps,
         save_total_limit=1, report_to=[], remove_unused_columns=False, disable_tqdm=True,
         seed=params.seed, data_seed=params.seed, use_cpu=not cuda, bf16=bf16, fp16=fp16,
-        gradient_checkpointing=params.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False}, dataloader_num_workers=0,
-        dataloader_drop_last=False, log_level="warning", save_only_model=False)
+        dataloader_num_workers=0, dataloader_drop_last=False, log_level="warning",
+        save_only_model=False, **checkpointing)
 
 
 def train(params: Params, pairs: Pairs, output: Path, *, overwrite: bool = False,
