@@ -259,3 +259,14 @@ def test_data_from_a_url_and_from_the_environment(tmp_path, monkeypatch):
     assert read_pairs("env:PAIRS").sha256 == pairs.sha256
     with pytest.raises(DataError, match="is not set"):
         read_pairs("env:NO_SUCH_VARIABLE")
+
+
+@pytest.mark.parametrize("model, message", [
+    ("/no/such/model", "is not a model directory"),
+    ("nobody/not-in-the-cache", "cannot fetch model"),  # HF_HUB_OFFLINE=1 here
+])
+def test_a_model_that_cannot_be_found_exits_4(model, message, toy, tmp_path):
+    code, err = finetune("--model", model, "--data", str(toy), "--output", str(tmp_path / "o"))
+    assert code == 4, err[-2000:]
+    assert message in events(err)[-1]["message"]
+    assert not (tmp_path / "o" / ".checkpoints" / "run.json").exists()

@@ -101,10 +101,15 @@ def resolve_model_dir(model: str) -> Path:
     if path.exists() or model.startswith((".", "/")):
         raise FinetuneError(f"model {model} is not a model directory", 4)
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import list_repo_files, snapshot_download
 
-        return Path(snapshot_download(model, ignore_patterns=[
-            "*.onnx", "onnx/*", "*.msgpack", "*.h5", "*.ot", "pytorch_model.bin"]))
+        ignore = ["*.onnx", "onnx/*", "*.msgpack", "*.h5", "*.ot"]
+        try:  # the .bin weights only where safetensors are there too (offline: the cache)
+            if "model.safetensors" in list_repo_files(model):
+                ignore.append("pytorch_model.bin")
+        except Exception:  # noqa: BLE001 - offline or no listing: take what the cache has
+            pass
+        return Path(snapshot_download(model, ignore_patterns=ignore))
     except Exception as exc:  # noqa: BLE001 - any hub failure is "cannot load the model"
         raise FinetuneError(f"cannot fetch model {model}: {exc}", 4) from exc
 
