@@ -55,6 +55,7 @@ def test_lora_job_flow_over_http(trainer_server):
         busy = client.post("/fine-tune", json={"text_content": PAIRS, "model_name": "other"})
         assert busy.status_code == 429, busy.text
         assert busy.json()["error"]["code"] == "training_busy"
+        assert busy.headers["retry-after"] == "30"
         seen = wait_done(client, body["job_id"])
     final = seen[-1]
     assert final["status"] == "completed", final
