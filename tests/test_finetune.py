@@ -87,10 +87,11 @@ def test_lora_lowers_the_loss_and_writes_a_served_model_dir(lora_run, m3_dir):
     assert "fine-tuning" in err  # the tqdm bar
 
 
-def test_full_fine_tuning_lowers_the_loss(m3_dir, toy, tmp_path):
-    record, _ = train(m3_dir, toy, tmp_path / "full", "full", "1e-3", 8, "--heads", "dense")
+def test_full_fine_tuning_with_checkpointing_lowers_the_loss(m3_dir, toy, tmp_path):
+    record, _ = train(m3_dir, toy, tmp_path / "full", "full", "1e-3", 8, "--heads", "dense",
+                      "--gradient_checkpointing")
     assert_loss_falls(record, 8)
-    assert record["heads"] == "dense"
+    assert record["heads"] == "dense" and record["parameters"]["gradient_checkpointing"]
     for head in ("colbert_linear.pt", "sparse_linear.pt"):  # dense only: heads copied as is
         assert (tmp_path / "full" / head).read_bytes() == (m3_dir / head).read_bytes()
 
@@ -203,3 +204,69 @@ def test_sigterm_checkpoints_and_the_same_command_resumes(m3_dir, toy, tmp_path)
     record = json.loads((out / "training.json").read_text())
     assert record["steps"] == 6 and record["resumed_from"] == resumed["checkpoint"]
     assert [e["step"] for e in record["loss"]] == list(range(1, 7))
+
+
+def test_dense_family_output_describes_itself(toy, tmp_path):
+    """An E5 model fine-tuned into a directory whose name says nothing: the output's
+    sentence-transformers files carry its pooling and prefixes, so the server's runner finds
+    them and equals sentence-transformers on it."""
+    import family_fixtures as ff
+    from sentence_transformers import SentenceTransformer
+
+    from predictor.runtime.families import load_embedder_runner
+    from predictor.settings import Settings
+
+    base = ff.build_e5(tmp_path / "base")
+    out = tmp_path / "shop-model"
+    record, _ = train(base, toy, out, "full", "1e-3", 3)
+    assert record["family"] == "e5" and record["heads"] is None
+    runner = load_embedder_runner(str(out), Settings(device="cpu", use_fp16=False))
+    assert runner.family == "sentence-transformers"
+    assert (runner.config.pooling, runner.config.normalize) == (("mean",), True)
+    assert (runner.config.query_prefix, runner.config.passage_prefix) == ("query: ", "passage: ")
+    texts = ["what is a tiger", "A river is described here: river river."]
+    ids = runner.tokenize(texts, runner.max_length, True, "query")
+    from predictor.primitives import EncodeItem
+
+    ours = np.stack([e.dense for e in runner.run_batch([EncodeItem(i) for i in ids])])
+    st = SentenceTransformer(str(out), device="cpu")
+    np.testing.assert_allclose(ours, st.encode(texts, prompt_name="query"), atol=1e-5)
+    before = SentenceTransformer(str(base), device="cpu").encode(texts, prompt="query: ")
+    assert not np.allclose(ours, before, atol=1e-3)  # it trained
+
+
+def test_data_from_a_url_and_from_the_environment(tmp_path, monkeypatch):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from predictor.finetune.data import DataError, read_pairs
+
+    (tmp_path / "pairs.tsv").write_text(TOY)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        pairs = read_pairs(f"{url}/pairs.tsv")
+        assert len(pairs) == len(TOPICS) and pairs.sources == [f"{url}/pairs.tsv"]
+        with pytest.raises(DataError, match="cannot download"):
+            read_pairs(f"{url}/missing.tsv")
+    finally:
+        server.shutdown()
+    monkeypatch.setenv("PAIRS", TOY)
+    assert read_pairs("env:PAIRS").sha256 == pairs.sha256
+    with pytest.raises(DataError, match="is not set"):
+        read_pairs("env:NO_SUCH_VARIABLE")
+
+
+@pytest.mark.parametrize("model, message", [
+    ("/no/such/model", "is not a model directory"),
+    ("nobody/not-in-the-cache", "cannot fetch model"),  # HF_HUB_OFFLINE=1 here
+])
+def test_a_model_that_cannot_be_found_exits_4(model, message, toy, tmp_path):
+    code, err = finetune("--model", model, "--data", str(toy), "--output", str(tmp_path / "o"))
+    assert code == 4, err[-2000:]
+    assert message in events(err)[-1]["message"]
+    assert not (tmp_path / "o" / ".checkpoints" / "run.json").exists()

@@ -55,6 +55,7 @@ def test_lora_job_flow_over_http(trainer_server):
         busy = client.post("/fine-tune", json={"text_content": PAIRS, "model_name": "other"})
         assert busy.status_code == 429, busy.text
         assert busy.json()["error"]["code"] == "training_busy"
+        assert busy.headers["retry-after"] == "30"
         seen = wait_done(client, body["job_id"])
     final = seen[-1]
     assert final["status"] == "completed", final
@@ -85,11 +86,13 @@ def test_full_job_and_errors(trainer_server):
         r = client.post("/fine-tune", json={"model_name": "x"})
         assert r.status_code in (400, 422) and "error" in r.json()
         assert client.get("/train-status/no-such-job").status_code == 404
+        # No max_steps: one epoch (the seed's), 4 pairs in batches of 2.
         r = client.post("/fine-tune", json={"text_content": PAIRS, "model_name": "my-full",
-                                            "max_steps": 2, "heads": "dense"})
+                                            "batch_size": 2, "heads": "dense"})
         assert r.status_code == 200, r.text
         final = wait_done(client, r.json()["job_id"])[-1]
     assert final["status"] == "completed" and final["steps"] == 2, final
+    assert final["epoch"] == 1
     record = json.loads((trainer_server.models / "my-full" / "training.json").read_text())
     assert record["method"] == "full" and record["heads"] == "dense"
 
@@ -138,3 +141,113 @@ def test_cluster_mode_job_object_is_valid(m3_dir):
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert template["metadata"].get("name") is None  # the template itself is untouched
+
+
+class FakeApiServer:
+    """Just enough of the Kubernetes API for the cluster backend, over real HTTP: create/get
+    Jobs, list pods by label, read a pod's log. Created Jobs are validated strictly."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.jobs: dict[str, dict] = {}
+        self.log = ""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                assert self.path == "/apis/batch/v1/namespaces/ml/jobs", self.path
+                job = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                kubernetes_validate.validate(job, "1.33", strict=True)
+                fake.jobs[job["metadata"]["name"]] = job
+                self.reply(201, job)
+
+            def do_GET(self):
+                path, _, query = self.path.partition("?")
+                prefix = "/apis/batch/v1/namespaces/ml/jobs/"
+                if path.startswith(prefix):
+                    job = fake.jobs.get(path[len(prefix):])
+                    if job is None:
+                        return self.reply(404, {"kind": "Status", "apiVersion": "v1",
+                                                "status": "Failure", "code": 404,
+                                                "reason": "NotFound"})
+                    return self.reply(200, job)
+                if path == "/api/v1/namespaces/ml/pods":
+                    assert jobs.JOB_ID_LABEL in query
+                    return self.reply(200, {"kind": "PodList", "apiVersion": "v1", "items": [
+                        {"metadata": {"name": "finetune-pod",
+                                      "creationTimestamp": "2026-01-01T00:00:00Z"}}]})
+                if path == "/api/v1/namespaces/ml/pods/finetune-pod/log":
+                    data = fake.log.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    return self.wfile.write(data)
+                self.reply(404, {})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_cluster_backend_creates_the_job_and_reads_its_status():
+    from kubernetes import client
+
+    api = FakeApiServer()
+    try:
+        config = client.Configuration()
+        config.host = api.url
+        backend = training.KubernetesBackend(jobs.default_template("img:1"), "ml",
+                                             api_client=client.ApiClient(config))
+        req = training.FineTuneRequest(text_content=PAIRS, model_name="m", max_steps=4)
+        args = training.command_args(req, "BAAI/bge-m3", training.Path("/output/m"))
+        backend.start("abc-123", args, PAIRS, "/output/m")
+        (job,) = api.jobs.values()
+        assert job["metadata"]["name"] == "finetune-abc-123"
+        assert container_env(job)["FINETUNE_DATA"] == PAIRS
+        assert job["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == [
+            "--data", "env:FINETUNE_DATA"]
+
+        assert backend.status("abc-123")["status"] == "pending"
+        job["status"] = {"active": 1}
+        api.log = ('fine-tuning:  50%\rfinetune: {"event": "progress", "step": 2, '
+                   '"max_steps": 4, "epoch": 1.0, "loss": 1.2}\n')
+        running = backend.status("abc-123")
+        assert (running["status"], running["progress"], running["steps"]) == ("running", 50, 2)
+        job["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+        done = backend.status("abc-123")
+        assert done["status"] == "completed" and "/output/m" in done["message"]
+        job["status"] = {"failed": 3, "conditions": [
+            {"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}
+        api.log = ""
+        failed = backend.status("abc-123")
+        assert failed["status"] == "failed" and failed["error"] == "BackoffLimitExceeded"
+        with pytest.raises(training.NotFoundError):
+            backend.status("nope")
+    finally:
+        api.server.shutdown()
+
+
+def container_env(job):
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_outside_a_cluster_auto_means_child_processes(monkeypatch, tmp_path):
+    from predictor.settings import Settings
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    backend = training.make_backend(Settings(training_output_dir=str(tmp_path)))
+    assert isinstance(backend, training.LocalBackend)

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from .data import DataError, read_pairs
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # FlagEmbedding's collator pads to the longest with a max_length: harmless, once per step.
+    warnings.filterwarnings("ignore", message=".*max_length.*is ignored when.*padding")
     progress = Progress()
     if args.max_steps == 0 or args.max_steps < -1:
         progress.event("error", exit_code=EXIT_USAGE, message="--max_steps must be > 0 or -1")

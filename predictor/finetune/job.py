@@ -29,8 +29,7 @@ def default_template(image: str, *, output_claim: str | None = None,
     container: dict[str, Any] = {
         "name": CONTAINER, "image": image,
         "command": ["python", "-m", "predictor.finetune"],
-        "env": [{"name": "HF_HUB_OFFLINE", "value": "0"},
-                {"name": "TOKENIZERS_PARALLELISM", "value": "false"}],
+        "env": [{"name": "TOKENIZERS_PARALLELISM", "value": "false"}],
         "resources": {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {},
     }
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}

@@ -101,10 +101,15 @@ def resolve_model_dir(model: str) -> Path:
     if path.exists() or model.startswith((".", "/")):
         raise FinetuneError(f"model {model} is not a model directory", 4)
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import list_repo_files, snapshot_download
 
-        return Path(snapshot_download(model, ignore_patterns=[
-            "*.onnx", "onnx/*", "*.msgpack", "*.h5", "*.ot", "pytorch_model.bin"]))
+        ignore = ["*.onnx", "onnx/*", "*.msgpack", "*.h5", "*.ot"]
+        try:  # the .bin weights only where safetensors are there too (offline: the cache)
+            if "model.safetensors" in list_repo_files(model):
+                ignore.append("pytorch_model.bin")
+        except Exception:  # noqa: BLE001 - offline or no listing: take what the cache has
+            pass
+        return Path(snapshot_download(model, ignore_patterns=ignore))
     except Exception as exc:  # noqa: BLE001 - any hub failure is "cannot load the model"
         raise FinetuneError(f"cannot fetch model {model}: {exc}", 4) from exc
 
@@ -134,6 +139,7 @@ class Built:
     query_prefix: str = ""
     passage_prefix: str = ""
     m3_heads: dict[str, Any] = field(default_factory=dict)  # BGE-M3 head modules
+    pooling: str = "cls"
 
 
 def _load_encoder(model_dir: Path, params: Params, trust_remote_code: bool) -> Any:
@@ -243,7 +249,8 @@ def build(params: Params, model_dir: Path) -> Built:
     model = BiEncoderOnlyEmbedderModel(
         encoder, tokenizer=tokenizer, temperature=params.temperature, sub_batch_size=-1,
         sentence_pooling_method=config.pooling[0], normalize_embeddings=True)
-    return Built(model, tokenizer, family, None, config.query_prefix, config.passage_prefix)
+    return Built(model, tokenizer, family, None, config.query_prefix, config.passage_prefix,
+                 pooling=config.pooling[0])
 
 
 # --------------------------------------------------------------------------- progress
@@ -341,7 +348,7 @@ def _run_state(params: Params, pairs: Pairs) -> dict:
 
 
 def prepare_output(output: Path, params: Params, pairs: Pairs, overwrite: bool) -> str | None:
-    """Make ``output`` ready; the checkpoint to resume from, if any.
+    """Check ``output`` (emptied first with ``overwrite``); the checkpoint to resume from.
 
     A finished run (``training.json``) or a foreign non-empty directory is an error unless
     ``overwrite``; checkpoints of another run (other data or parameters) likewise.
@@ -371,9 +378,17 @@ def prepare_output(output: Path, params: Params, pairs: Pairs, overwrite: bool) 
     if output.exists() and any(p.name != CHECKPOINT_DIR for p in output.iterdir()):
         raise FinetuneError(f"{output} is not empty and holds no run of this command; "
                             "choose another --output or pass --overwrite", 6)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(state, indent=2, sort_keys=True))
     return None
+
+
+def record_run(output: Path, params: Params, pairs: Pairs) -> None:
+    """Tie ``output``'s checkpoints to this run (once the model has loaded: a run that fails
+    before training leaves nothing behind to conflict with the corrected command)."""
+    ckpt_dir = output / CHECKPOINT_DIR
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    run_file = ckpt_dir / RUN_FILE
+    if not run_file.exists():
+        run_file.write_text(json.dumps(_run_state(params, pairs), indent=2, sort_keys=True))
 
 
 def _training_args(params: Params, ckpt_dir: Path) -> Any:
@@ -389,6 +404,11 @@ def _training_args(params: Params, ckpt_dir: Path) -> Any:
         bf16 = True
     elif params.precision == "fp16":
         fp16 = True
+    checkpointing = {}
+    if params.gradient_checkpointing:  # transformers 5 renamed it activation checkpointing
+        name = ("activation_checkpointing" if "activation_checkpointing"
+                in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing")
+        checkpointing = {name: True, f"{name}_kwargs": {"use_reentrant": False}}
     return TrainingArguments(
         output_dir=str(ckpt_dir), max_steps=params.max_steps, num_train_epochs=params.epochs,
         per_device_train_batch_size=params.batch_size, learning_rate=params.lr(),
@@ -396,9 +416,8 @@ def _training_args(params: Params, ckpt_dir: Path) -> Any:
         logging_first_step=True, save_strategy="steps", save_steps=params.save_steps,
         save_total_limit=1, report_to=[], remove_unused_columns=False, disable_tqdm=True,
         seed=params.seed, data_seed=params.seed, use_cpu=not cuda, bf16=bf16, fp16=fp16,
-        gradient_checkpointing=params.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False}, dataloader_num_workers=0,
-        dataloader_drop_last=False, log_level="warning", save_only_model=False)
+        dataloader_num_workers=0, dataloader_drop_last=False, log_level="warning",
+        save_only_model=False, **checkpointing)
 
 
 def train(params: Params, pairs: Pairs, output: Path, *, overwrite: bool = False,
@@ -417,6 +436,7 @@ def train(params: Params, pairs: Pairs, output: Path, *, overwrite: bool = False
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     built = build(params, model_dir)
+    record_run(output, params, pairs)
     examples = [(built.query_prefix + q, [built.passage_prefix + p], None)
                 for q, p in zip(pairs.queries, pairs.passages, strict=True)]
     collator = AbsEmbedderCollator(tokenizer=built.tokenizer, query_max_len=params.query_max_len,
@@ -529,6 +549,8 @@ def _export(built: Built, params: Params, model_dir: Path, output: Path) -> None
             shutil.copytree(model_dir / name, output / name, dirs_exist_ok=True)
     if not any((output / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json")):
         built.tokenizer.save_pretrained(str(output))
+    if not built.m3_heads:
+        _describe_dense(built, output, encoder.config.hidden_size)
     if built.m3_heads:
         for name, module in built.m3_heads.items():
             if built.heads == "dense" and (model_dir / f"{name}.pt").is_file():
@@ -536,3 +558,28 @@ def _export(built: Built, params: Params, model_dir: Path, output: Path) -> None
             else:
                 torch.save({k: v.detach().cpu().float() for k, v in module.state_dict().items()},
                            output / f"{name}.pt")
+
+
+def _describe_dense(built: Built, output: Path, hidden: int) -> None:
+    """sentence-transformers files saying how the dense output was trained (pooling,
+    normalisation, prefixes), so the server detects it whatever the directory is called."""
+    if not (output / "modules.json").is_file():
+        modules = [{"idx": 0, "name": "0", "path": "",
+                    "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling",
+                    "type": "sentence_transformers.models.Pooling"},
+                   {"idx": 2, "name": "2", "path": "2_Normalize",
+                    "type": "sentence_transformers.models.Normalize"}]
+        (output / "1_Pooling").mkdir(exist_ok=True)
+        (output / "2_Normalize").mkdir(exist_ok=True)
+        (output / "1_Pooling" / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": built.pooling == "cls",
+            "pooling_mode_mean_tokens": built.pooling == "mean"}, indent=2))
+        (output / "modules.json").write_text(json.dumps(modules, indent=2))
+    path = output / "config_sentence_transformers.json"
+    st = json.loads(path.read_text()) if path.is_file() else {}
+    if built.query_prefix or built.passage_prefix:
+        st["prompts"] = {"query": built.query_prefix, "passage": built.passage_prefix}
+        st["default_prompt_name"] = "passage" if built.passage_prefix else None
+    path.write_text(json.dumps(st, indent=2))

@@ -181,3 +181,13 @@ def test_routes_rbac_can_be_left_to_the_operator(chart):
     assert not [o for o in objs if o["kind"] in ("Role", "RoleBinding", "PersistentVolumeClaim")
                 and "finetune" in o["metadata"]["name"]]
     assert only(objs, "ConfigMap")
+
+
+@pytest.mark.parametrize("values", [
+    finetune(data={"inline": PAIRS}),
+    finetune(data={"url": "https://x.example/a.tsv"}, routes={"enabled": True}),
+], ids=["job", "job-and-routes"])
+def test_lint_strict(values):
+    report = helm.lint(CHART, values, strict=True, kube_version=f"v{K8S}.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["errors"] == [] and problems == [], report

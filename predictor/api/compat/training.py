@@ -203,14 +203,16 @@ class KubernetesBackend:
 
     name = "kubernetes"
 
-    def __init__(self, template: dict, namespace: str) -> None:
+    def __init__(self, template: dict, namespace: str, *, api_client: Any = None) -> None:
+        """``api_client``: the in-cluster configuration's client unless given one."""
         from kubernetes import client, config
 
-        config.load_incluster_config()
+        if api_client is None:
+            config.load_incluster_config()
         self.template = template
         self.namespace = namespace
-        self.batch = client.BatchV1Api()
-        self.core = client.CoreV1Api()
+        self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
         self.outputs: dict[str, str] = {}
 
     @staticmethod
@@ -247,7 +249,9 @@ class KubernetesBackend:
                 raise NotFoundError(f"No training job {job_id}.", param="job_id",
                                     code="job_not_found") from exc
             raise
-        st = job.status
+        from kubernetes.client import V1JobStatus
+
+        st = job.status or V1JobStatus()  # a Job just created has none yet
         conditions = {c.type: c for c in st.conditions or [] if c.status == "True"}
         if st.succeeded or "Complete" in conditions:
             state = "completed"
