@@ -251,3 +251,12 @@ def test_packed_path_over_http_gives_the_padded_answers(model_dirs, client, tmp_
     assert g_scores.keys() == w_scores.keys()
     np.testing.assert_allclose([g_scores[i] for i in sorted(g_scores)],
                                [w_scores[i] for i in sorted(w_scores)], atol=1e-5)
+
+
+def test_packing_that_cannot_be_enabled_falls_back_to_padded(m3_runner, monkeypatch) -> None:
+    def refuse(encoder):
+        raise ValueError("this transformers has no attention interface")
+
+    monkeypatch.setattr(packed, "enable", refuse)
+    monkeypatch.setenv("BGE_PREDICTOR_PACKED", "always")
+    assert packed.for_m3(m3_runner) is None
