@@ -106,5 +106,8 @@ else
        --long-texts-per-request 4 --idle-requests 100)
 fi
 "$python" -m bench.run "${run[@]}" "${common[@]}" "${args[@]}" 2>&1 | tee "$out/run.log"
+# How the server ran: packed batches or not, varlen attention or the loop, warm-up, load times.
+grep -hE "packed batches|varlen_attn failed|warmed up|loaded from" "$out/ours.log" \
+  | sed 's/^/kit: server: /' || true
 "$python" -m bench.verdict "$out/results.json" | tee "$out/verdicts.txt"
 echo "kit: done in $(( $(date +%s) - started )) s; results in $out"

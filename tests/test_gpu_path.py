@@ -60,18 +60,27 @@ def test_flag_free_refuses_a_directory_without_m3_heads(reranker_dir) -> None:
 ALL = frozenset(Output)
 
 
+def _float32(cls, path):
+    """A runner in float32 where it takes a dtype (CPU's ``auto`` may pick bfloat16): the
+    packed and padded paths are compared at 1e-5."""
+    import inspect
+
+    extra = {"dtype": "float32"} if "dtype" in inspect.signature(cls).parameters else {}
+    return cls(str(path), device="cpu", **extra)
+
+
 @pytest.fixture(scope="module")
 def m3_runner(m3_dir):
     from predictor.runtime.m3 import M3Runner
 
-    return M3Runner(str(m3_dir), device="cpu")
+    return _float32(M3Runner, m3_dir)
 
 
 @pytest.fixture(scope="module")
 def rr_runner(reranker_dir):
     from predictor.runtime.cross_encoder import CrossEncoderRunner
 
-    return CrossEncoderRunner(str(reranker_dir), device="cpu")
+    return _float32(CrossEncoderRunner, reranker_dir)
 
 
 def _texts(n: int) -> list[str]:
@@ -251,3 +260,12 @@ def test_packed_path_over_http_gives_the_padded_answers(model_dirs, client, tmp_
     assert g_scores.keys() == w_scores.keys()
     np.testing.assert_allclose([g_scores[i] for i in sorted(g_scores)],
                                [w_scores[i] for i in sorted(w_scores)], atol=1e-5)
+
+
+def test_packing_that_cannot_be_enabled_falls_back_to_padded(m3_runner, monkeypatch) -> None:
+    def refuse(encoder):
+        raise ValueError("this transformers has no attention interface")
+
+    monkeypatch.setattr(packed, "enable", refuse)
+    monkeypatch.setenv("BGE_PREDICTOR_PACKED", "always")
+    assert packed.for_m3(m3_runner) is None

@@ -19,6 +19,7 @@ packed outputs against the padded path on CPU.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -32,11 +33,14 @@ import torch.nn.functional as F
 from ..primitives import Embedding, EncodeItem, Output, ScoreItem
 from .device_sparse import lexical_weights
 
+logger = logging.getLogger(__name__)
+
 ATTENTION = "bge_packed"
 #: Model types whose positions start after the padding index (XLM-R, RoBERTa, CamemBERT).
 _OFFSET_POSITIONS = {"xlm-roberta", "roberta", "camembert"}
 _registered = threading.Lock()
 _done = False
+_varlen_failed = False
 
 
 def _register() -> None:
@@ -78,12 +82,17 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torc
     """Attention within each sequence of a packed (tokens, heads, dim) batch."""
     if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and (
             scaling is None or abs(scaling - q.shape[-1] ** -0.5) < 1e-12):  # flash's terms
+        global _varlen_failed
         try:
             from torch.nn.attention.varlen import varlen_attn
         except ImportError:  # torch without it: the per-sequence loop below
             varlen_attn = None
-        if varlen_attn is not None:
-            return varlen_attn(q, k, v, cu, cu, max_len, max_len)
+        if varlen_attn is not None and not _varlen_failed:
+            try:
+                return varlen_attn(q, k, v, cu, cu, max_len, max_len)
+            except RuntimeError:  # e.g. a GPU its kernels do not support: loop from now on
+                _varlen_failed = True
+                logger.warning("varlen_attn failed; attention runs per sequence", exc_info=True)
     bounds = cu.tolist()
     out = torch.empty_like(q)
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
@@ -157,13 +166,26 @@ def enabled(device: str) -> bool:
 
 
 def for_m3(runner) -> PackedM3 | None:
-    return PackedM3(runner) if enabled(runner.device) else None
+    return _build(PackedM3, runner) if enabled(runner.device) else None
 
 
 def for_reranker(runner) -> PackedReranker | None:
     if enabled(runner.device) and PackedReranker.supports(runner):
-        return PackedReranker(runner)
+        return _build(PackedReranker, runner)
     return None
+
+
+def _build(cls, runner):
+    """The packed runner, or None (the padded path) where this transformers cannot take our
+    attention function: packing is an optimisation, never a reason not to serve."""
+    try:
+        built = cls(runner)
+    except Exception:
+        logger.warning("packed batches unavailable for %s; padded batches instead",
+                       type(runner).__name__, exc_info=True)
+        return None
+    logger.info("%s on %s: packed batches", type(runner).__name__, runner.device)
+    return built
 
 
 class PackedM3:
