@@ -46,6 +46,7 @@ class EngineMetrics:
         self._wait = STAGE_SECONDS.labels(model, "queue_wait")
         self._batch = STAGE_SECONDS.labels(model, "batch")
         self._processed = TOKENS.labels(model)
+        self._devices: dict[str, tuple] = {}  # device -> its label children, made once
 
     def queue_depth(self, items: int) -> None:
         self._depth.set(items)
@@ -61,9 +62,16 @@ class EngineMetrics:
         if ok:
             self._processed.inc(tokens)
         if device:
-            DEVICE_BATCHES.labels(self.model, device, "ok" if ok else "error").inc()
-            DEVICE_ITEMS.labels(self.model, device).inc(size)
-            DEVICE_BUSY.labels(self.model, device).inc(seconds)
+            children = self._devices.get(device)
+            if children is None:
+                children = self._devices[device] = (
+                    DEVICE_BATCHES.labels(self.model, device, "ok"),
+                    DEVICE_BATCHES.labels(self.model, device, "error"),
+                    DEVICE_ITEMS.labels(self.model, device), DEVICE_BUSY.labels(self.model, device))
+            batches_ok, batches_failed, items, busy = children
+            (batches_ok if ok else batches_failed).inc()
+            items.inc(size)
+            busy.inc(seconds)
 
     def stage(self, stage: str, seconds: float) -> None:
         STAGE_SECONDS.labels(self.model, stage).observe(seconds)
