@@ -179,12 +179,14 @@ def main(argv: list[str] | None = None) -> None:
     from kserve import model_server
 
     from .api.grpc_guard import GuardedGRPCServer
+    from .api.middleware import redact_access_logs
     from .api.registry import ServedModels
     from .api.routes import install_routes
     from .api.v2_tensors import StrictDataPlane
     from .shutdown import drain_models_on_signal, exit_now
 
     install_routes(model_server.app, ServedModels(models), settings)
+    redact_access_logs()
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
                                 workers=1, max_threads=args.max_threads,
                                 max_asyncio_workers=args.max_asyncio_workers,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import grpc
 import httpx
@@ -84,6 +85,19 @@ def test_rest_repository_needs_the_token(guarded):
     assert _ready(guarded)
 
 
+def test_a_token_in_the_url_is_refused_and_kept_out_of_the_log(guarded):
+    r = httpx.get(f"{guarded.url}/v1/models?api_key={TOKEN}", timeout=30)
+    assert r.status_code == 401 and "Authorization: Bearer" in r.json()["error"]["message"]
+    r = httpx.get(f"{guarded.url}/v2/health/live?token={TOKEN}&{TOKEN}", timeout=30)
+    assert r.status_code == 200
+    deadline = time.monotonic() + 10
+    while "/v2/health/live?token=<redacted>&<redacted>" not in guarded.log():
+        assert time.monotonic() < deadline, guarded.log()[-2000:]
+        time.sleep(0.1)
+    assert "/v1/models?api_key=<redacted>" in guarded.log()
+    assert TOKEN not in guarded.log()
+
+
 def test_repository_with_the_token_works(guarded):
     """Last in this module: the token opens the repository API; unload takes the model away."""
     r = httpx.post(f"{guarded.url}/v2/repository/models/bge-m3/load", headers=AUTH, timeout=30)
@@ -95,6 +109,10 @@ def test_repository_with_the_token_works(guarded):
             metadata=[("authorization", f"Bearer {TOKEN}")], timeout=30)
     assert reply.isUnloaded and reply.model_name == "bge-m3"
     assert not _ready(guarded)
+    # Our routes still know the model, now not ready: 503 with a Retry-After.
+    r = httpx.post(f"{guarded.url}/v1/embeddings", json={"input": "x"}, headers=AUTH, timeout=30)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "model_not_ready" and r.headers["retry-after"] == "5"
 
 
 def test_repository_api_is_off_by_default(server):

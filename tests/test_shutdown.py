@@ -112,3 +112,35 @@ def test_sigterm_completes_admitted_work_and_cuts_cleanly_at_the_grace_period(m3
         for path in hold.iterdir():
             path.unlink()
         stop_server(srv)
+
+
+def test_a_429_on_seed002_rerank_logs_no_error(m3_dir, tmp_path):
+    """The query's encode waits while the documents' encode is refused (queue full): the 429
+    must not leave an unretrieved future behind ("exception was never retrieved")."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    srv = _start_held(["--embedder", str(m3_dir), "--reranker", "none", "--max_queue_size",
+                       "4"], hold, tmp_path / "server.log")
+    try:
+        (hold / "forward").touch()  # the worker holds a first request's batch
+        first = {}
+        thread = threading.Thread(target=lambda: first.setdefault("r", httpx.post(
+            f"{srv.url}/v1/embeddings", json={"input": "first"}, timeout=60)))
+        thread.start()
+        _wait_for(hold / "forward.entered", "the first batch")
+        r = httpx.post(f"{srv.url}/rerank", timeout=60,
+                       json={"query": "q", "candidates": [f"c{i}" for i in range(8)]})
+        assert r.status_code == 429, r.text
+        assert r.json()["error"]["code"] == "queue_full" and r.headers["retry-after"] == "1"
+        (hold / "forward").unlink()
+        thread.join(60)
+        assert first["r"].status_code == 200
+        ok = httpx.post(f"{srv.url}/rerank", json={"query": "q", "candidates": ["a", "b"]},
+                        timeout=60)
+        assert ok.status_code == 200, ok.text
+    finally:
+        for path in hold.iterdir():
+            path.unlink()
+        stop_server(srv)
+    log = srv.log()
+    assert "never retrieved" not in log and " ERROR " not in log, log[-3000:]
