@@ -48,6 +48,10 @@ FLAGS = {
     "grace_period": "Seconds after SIGTERM for admitted requests to finish; those still running "
                     "then get 503 shutting_down and the process exits 0 (env GRACE_PERIOD, "
                     "default 30; keep terminationGracePeriodSeconds above it)",
+    "max_header_bytes": "Largest request head (request line and headers) in bytes; 431 "
+                        "beyond (env MAX_HEADER_BYTES, default 65536)",
+    "read_timeout": "Seconds a connection may take to send a request head, or pause in a body; "
+                    "408 beyond (env READ_TIMEOUT, default 30)",
     "repository_api": "Allow KServe's model repository API (load/unload over REST and gRPC); "
                       "needs --api_token (env REPOSITORY_API, default false)",
 }
@@ -70,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
              "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
-             "repository_api": _bool, "grace_period": float}
+             "repository_api": _bool, "grace_period": float, "max_header_bytes": int,
+             "read_timeout": float}
     for name, help_text in FLAGS.items():
         parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
     parser.add_argument(
@@ -179,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     from kserve import model_server
 
     from .api.grpc_guard import GuardedGRPCServer
+    from .api.http_protocol import install as install_http_protocol
     from .api.middleware import redact_access_logs
     from .api.registry import ServedModels
     from .api.routes import install_routes
@@ -187,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
 
     install_routes(model_server.app, ServedModels(models), settings)
     redact_access_logs()
+    install_http_protocol(settings.max_header_bytes, settings.read_timeout)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
                                 workers=1, max_threads=args.max_threads,
                                 max_asyncio_workers=args.max_asyncio_workers,

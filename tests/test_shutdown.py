@@ -1,5 +1,6 @@
 """SIGTERM over the wire: an admitted request still being tokenised completes; one still running
-when ``--grace_period`` ends gets a clean 503 ``shutting_down``; the process exits 0.
+when ``--grace_period`` ends gets a clean 503 ``shutting_down``; the process exits 0. Also a 429
+raised while a sibling request waits (seed-002 ``/rerank``) leaves no ERROR in the log.
 
 The server is ``tests/held_predictor.py``: the test holds tokenisation and forward passes with
 files, so every step happens when the test says, not when a timer guesses."""
