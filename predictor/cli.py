@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
             token=settings.api_token, repository_api=settings.repository_api)
         server.servers.append(server._grpc_server.start(args.max_threads))
     drain_models_on_signal(model_server.app, models, settings.grace_period,
-                           stop_grpc=server._grpc_server.stop if args.enable_grpc else None)
+                           stop_grpc=server._grpc_server.stop if args.enable_grpc else None,
+                           cut_grpc=server._grpc_server.cut if args.enable_grpc else None)
     server.start(models)
     exit_now(0)  # a batch may still run on a worker thread: do not finalise under it
