@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
              "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
              "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
              "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
-             "repository_api": _bool, "grace_period": float, "max_header_bytes": int,
-             "read_timeout": float}
+             "repository_api": _bool, "grace_period": float}
+    types |= {"max_header_bytes": int, "read_timeout": float}
     for name, help_text in FLAGS.items():
         parser.add_argument(f"--{name}", type=types.get(name, str), default=None, help=help_text)
     parser.add_argument(
