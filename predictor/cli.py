@@ -57,6 +57,10 @@ FLAGS = {
     "grace_period": "Seconds after SIGTERM for admitted requests to finish; those still running "
                     "then get 503 shutting_down and the process exits 0 (env GRACE_PERIOD, "
                     "default 30; keep terminationGracePeriodSeconds above it)",
+    "max_header_bytes": "Largest request head (request line and headers) in bytes; 431 "
+                        "beyond (env MAX_HEADER_BYTES, default 65536)",
+    "read_timeout": "Seconds a connection may take to send a request head, or pause in a body; "
+                    "408 beyond (env READ_TIMEOUT, default 30)",
     "repository_api": "Allow KServe's model repository API (load/unload over REST and gRPC); "
                       "needs --api_token (env REPOSITORY_API, default false)",
     "training": "Serve seed 002's /fine-tune, /fine-tune-lora and /train-status routes "
@@ -84,6 +88,7 @@ FLAG_GROUPS = {
     "max_request_tokens": "limits", "max_request_bytes": "limits", "max_queue_size": "limits",
     "max_tokenize_chars": "limits", "max_colbert_tokens": "limits",
     "request_timeout": "limits", "grace_period": "limits",
+    "max_header_bytes": "limits", "read_timeout": "limits",
     "compat_routes": "routes", "repository_api": "security",
     "training": "training", "training_output_dir": "training", "training_backend": "training",
     "training_job_template": "training", "training_image": "training",
@@ -147,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
              "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
              "repository_api": _bool, "grace_period": float, "training": _bool}
     types |= {"max_tokenize_chars": int, "max_colbert_tokens": int}
+    types |= {"max_header_bytes": int, "read_timeout": float}
     extra = {"training": {"nargs": "?", "const": True},  # a bare --training turns it on
              "dtype": {"choices": get_args(Settings.model_fields["dtype"].annotation)}}
     for name, help_text in FLAGS.items():
@@ -337,12 +343,16 @@ def main(argv: list[str] | None = None) -> None:
     from kserve import model_server
 
     from .api.grpc_guard import GuardedGRPCServer
+    from .api.http_protocol import install as install_http_protocol
+    from .api.middleware import redact_access_logs
     from .api.registry import ServedModels
     from .api.routes import install_routes
     from .api.v2_tensors import StrictDataPlane
     from .shutdown import drain_models_on_signal, exit_now
 
     install_routes(model_server.app, ServedModels(models), settings)
+    redact_access_logs()
+    install_http_protocol(settings.max_header_bytes, settings.read_timeout)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
                                 workers=1, max_threads=args.max_threads,
                                 max_asyncio_workers=args.max_asyncio_workers,
@@ -362,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_library_logs()  # again: KServe may have configured logging just now
     log_startup_summary(models, settings, args, loaded_allocator())
     drain_models_on_signal(model_server.app, models, settings.grace_period,
-                           stop_grpc=server._grpc_server.stop if args.enable_grpc else None)
+                           stop_grpc=server._grpc_server.stop if args.enable_grpc else None,
+                           cut_grpc=server._grpc_server.cut if args.enable_grpc else None)
     server.start(models)
     exit_now(0)  # a batch may still run on a worker thread: do not finalise under it

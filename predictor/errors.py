@@ -109,4 +109,5 @@ class NotReadyError(ApiError, ModelNotReady):
     error_type = "service_unavailable"
 
     def __init__(self, model: str):
-        super().__init__(f"The model '{model}' is not ready yet.", code="model_not_ready")
+        super().__init__(f"The model '{model}' is not ready yet.", code="model_not_ready",
+                         headers={"Retry-After": "5"})

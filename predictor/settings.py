@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     # Drop-in routes of the seed services (predictor/api/compat, docs/compat.md).
     compat_routes: bool = Field(True, validation_alias=_env("compat_routes", "COMPAT_ROUTES"))
 
+    # HTTP connection limits (api/http_protocol.py): request head size; seconds a request head
+    # may take to arrive and a body may pause.
+    max_header_bytes: int = Field(
+        64 * 1024, gt=0, validation_alias=_env("max_header_bytes", "MAX_HEADER_BYTES"))
+    read_timeout: float = Field(30.0, gt=0, validation_alias=_env("read_timeout", "READ_TIMEOUT"))
+
     # KServe's model repository API (/v2/repository/..., gRPC RepositoryModelLoad/Unload): an
     # unload takes a model offline until restart, so it is off unless asked for (needs a token).
     repository_api: bool = Field(False,

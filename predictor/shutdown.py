@@ -103,19 +103,21 @@ class InFlightTracker:
 
 
 def drain_models_on_signal(app: FastAPI, models: Iterable, grace_period: float = 30.0,
-                           stop_grpc: Callable[[], Awaitable[None]] | None = None) -> None:
+                           stop_grpc: Callable[[], Awaitable[None]] | None = None,
+                           cut_grpc: Callable[[], int] | None = None) -> None:
     """``stop_grpc``: stops the gRPC server within the grace period. Started at the signal,
-    as uvicorn stops accepting connections (else KServe stops gRPC only once HTTP is done)."""
+    as uvicorn stops accepting connections (else KServe stops gRPC only once HTTP is done).
+    ``cut_grpc``: ends the gRPC calls still running at the deadline (UNAVAILABLE)."""
     models = list(models)
     tracker = InFlightTracker()
     app.add_middleware(InFlight, tracker=tracker)  # outermost of ours: sees every request
     handled = False
 
     async def cut_at_deadline() -> None:
-        count = await tracker.cut()
+        count = await tracker.cut() + (cut_grpc() if cut_grpc is not None else 0)
         if count:
-            logger.warning("grace period of %gs over: answered 503 to %d request(s) still "
-                           "running", grace_period, count)
+            logger.warning("grace period of %gs over: ended %d request(s) still running "
+                           "(HTTP 503 / gRPC UNAVAILABLE, shutting_down)", grace_period, count)
 
     def drain(signum: int, loop: asyncio.AbstractEventLoop) -> None:
         nonlocal handled

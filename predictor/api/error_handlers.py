@@ -163,7 +163,7 @@ async def kserve_error_handler(_: Request, exc: Exception) -> NumpyJSONResponse:
     if isinstance(exc, ModelNotFound):
         return error_response(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, ModelNotReady):
-        return error_response(503, str(exc), code="model_not_ready")
+        return error_response(503, str(exc), code="model_not_ready", headers={"Retry-After": "5"})
     if isinstance(exc, NotImplementedError):  # e.g. model versions: a request we cannot honour
         return error_response(400, str(exc) or "Not supported.", code="unsupported")
     return error_response(500, str(exc), error_type="server_error")

@@ -7,7 +7,8 @@ anonymous client could take a model offline. A server interceptor sees every cal
 - the health and metadata calls stay open, as their REST twins do (``middleware.OPEN_PATHS``);
 - every other call needs ``authorization: Bearer <token>`` when a token is set
   (UNAUTHENTICATED otherwise);
-- the repository calls are refused (PERMISSION_DENIED) unless ``--repository_api`` is on.
+- the repository calls are refused (PERMISSION_DENIED) unless ``--repository_api`` is on;
+- at the shutdown deadline, ModelInfer calls still running end with UNAVAILABLE (``cut``).
 
 KServe's ``GRPCServer.start`` builds its ``grpc.aio`` server with a fixed interceptor tuple, so
 ``GuardedGRPCServer`` repeats that method with ours in front.
@@ -15,6 +16,7 @@ KServe's ``GRPCServer.start`` builds its ``grpc.aio`` server with a fixed interc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent import futures
 
@@ -60,10 +62,42 @@ def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,
     return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
 
 
+SHUTTING_DOWN = ("The server is shutting down and its grace period is over; retry on another "
+                 "replica (shutting_down).")
+
+
 class GuardInterceptor(aio.ServerInterceptor):
     def __init__(self, token: str | None, repository_api: bool):
         self.token = token
         self.repository_api = repository_api
+        self._calls: set[asyncio.Future] = set()  # ModelInfer calls running
+        self._cut: set[asyncio.Future] = set()
+
+    def cut(self) -> int:
+        """Shutdown deadline: every running ModelInfer ends with UNAVAILABLE (shutdown.py)."""
+        for call in list(self._calls):
+            self._cut.add(call)
+            call.cancel()
+        return len(self._cut)
+
+    def _cuttable(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        inner = handler.unary_unary
+
+        async def infer(request, context):
+            call = asyncio.ensure_future(inner(request, context))
+            self._calls.add(call)
+            try:
+                return await call
+            except asyncio.CancelledError:
+                if call not in self._cut:
+                    raise
+            finally:
+                self._calls.discard(call)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+
+        return grpc.unary_unary_rpc_method_handler(
+            infer, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
 
     async def intercept_service(
             self, continuation: Callable[[grpc.HandlerCallDetails],
@@ -81,6 +115,8 @@ class GuardInterceptor(aio.ServerInterceptor):
             return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, exc.message)
         if method in REPOSITORY_METHODS and not self.repository_api:
             return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, REPOSITORY_DISABLED)
+        if method == SERVICE + "ModelInfer" and handler.unary_unary is not None:
+            return self._cuttable(handler)
         return handler
 
 
@@ -121,3 +157,6 @@ class GuardedGRPCServer(GRPCServer):
         logger.info("Starting gRPC server on %s (%d workers)", listen_addr, max_workers)
         await self._server.start()
         await self._server.wait_for_termination()
+
+    def cut(self) -> int:
+        return self._guard.cut()

@@ -6,6 +6,7 @@ Pure ASGI (no ``BaseHTTPMiddleware``) so bodies stream and nothing is buffered t
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from collections.abc import Mapping
 
@@ -32,6 +33,41 @@ REPOSITORY_DISABLED = ("The model repository API (load/unload) is disabled on th
                        "start it with --repository_api true (and --api_token) to allow it.")
 
 
+class RedactQueryStrings(logging.Filter):
+    """Access-log lines keep query parameter names but not their values: a client that puts
+    its token in the URL (``?api_key=...``) must not have it written to the log. (The token is
+    only accepted in the ``Authorization`` header.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(_redact(a) if isinstance(a, str) and "?" in a else a
+                                for a in args)
+        elif isinstance(record.msg, str) and "?" in record.msg and not args:
+            record.msg = _redact(record.msg)
+        return True
+
+
+_QUERY = re.compile(r"\?([^\s\"]*)")
+
+
+def _redact(text: str) -> str:
+    def names_only(match: re.Match) -> str:
+        parts = [p.partition("=")[0] + "=<redacted>" if "=" in p else "<redacted>"
+                 for p in match.group(1).split("&") if p]
+        return "?" + "&".join(parts)
+
+    return _QUERY.sub(names_only, text)
+
+
+def redact_access_logs() -> None:
+    """Install ``RedactQueryStrings`` on uvicorn's and asgi-logger's access loggers."""
+    for name in ("uvicorn.access", "access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueryStrings) for f in logger.filters):
+            logger.addFilter(RedactQueryStrings())
+
+
 def check_token(headers: Mapping[str, str], token: str | None) -> None:
     """Raise 401 unless ``authorization: Bearer <token>`` matches (constant-time)."""
     if not token:
@@ -40,7 +76,9 @@ def check_token(headers: Mapping[str, str], token: str | None) -> None:
     scheme, _, given = value.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
                                                              token.encode()):
-        raise AuthenticationError("Missing or invalid bearer token.", code="invalid_api_key",
+        raise AuthenticationError("Missing or invalid bearer token (send it as "
+                                  "'Authorization: Bearer <token>'; tokens in the URL are not "
+                                  "accepted).", code="invalid_api_key",
                                   headers={"WWW-Authenticate": "Bearer"})
 
 

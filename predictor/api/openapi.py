@@ -75,6 +75,11 @@ def install_openapi(app: FastAPI) -> None:
                     for status, spec in ERROR_RESPONSES.items():  # any route may answer these
                         responses.setdefault(str(status), {"description": spec["description"],
                                                            **error_ref})
+            for path, item in schema.get("paths", {}).items():
+                if path.startswith("/v2/repository"):  # off unless --repository_api
+                    for operation in item.values():
+                        operation["responses"].setdefault("403", {
+                            "description": "The repository API is disabled", **error_ref})
             metrics = schema.get("paths", {}).get("/metrics", {}).get("get")
             if metrics is not None:  # Prometheus text exposition, not JSON
                 metrics["responses"]["200"]["content"] = {

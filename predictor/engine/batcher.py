@@ -181,6 +181,10 @@ class BatchEngine:
         self._observe_depth(depth)
         self._attach()
         gathered = asyncio.gather(*futures)
+        # When this request is cancelled (a sibling failed with 429, the client left), 3.11's
+        # wait_for leaves a CancelledError set on ``gathered``: read it, or asyncio logs
+        # "_GatheringFuture exception was never retrieved" at ERROR.
+        gathered.add_done_callback(_retrieve)
         try:
             if self.request_timeout_s is None:
                 results = await gathered
@@ -328,6 +332,11 @@ class BatchEngine:
         for item in batch:
             del self._waiting[item.seq]
         return batch
+
+
+def _retrieve(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _resolve(pairs: list[tuple[asyncio.Future, Any]]) -> None:
