@@ -1,13 +1,17 @@
 """Soak run: saturating mixed load on a real server, bounded in time and requests, loopback only.
 
     python -m bench.soak --duration 600            # the 10-minute local run
-    python -m bench.soak --duration 60 --clients 16  # the CI version (tests/test_soak.py)
+    python -m bench.soak --requests 400 --clients 16  # the CI version (tests/test_soak.py)
 
 Starts ``python -m predictor`` on random-weight models, drives every route (embeddings dense,
 sparse, hybrid, V2 infer, rerank) plus ~10% invalid requests from N concurrent clients, and
 checks: no lost request (transport error or timeout), no unexpected status (valid requests get
 200, or 429 when the queue is full; each invalid request its documented 4xx), and server RSS
 growth under 5% between the end of warm-up and the end of the run. Exit status 1 if any fails.
+
+``--duration`` runs for a time and reports how much got done (the figures for
+docs/benchmarks.md). ``--requests`` runs a fixed number of requests however long they take (then
+``--duration`` is only a safety bound): what CI checks is what happened, not how fast.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ def make_call(rng: random.Random) -> Call:
         Call("bad-model", "POST", "/v1/embeddings", {"input": "x", "model": "nope"},
              frozenset({404})),
         Call("bad-json", "POST", "/v1/embeddings", b"{not json", frozenset({400})),
-        Call("bad-topn", "POST", "/v1/rerank", {"query": "q", "documents": ["a"], "top_n": 5},
+        Call("bad-topn", "POST", "/v1/rerank", {"query": "q", "documents": ["a"], "top_n": 0},
              frozenset({400})),
         Call("bad-v2", "POST", "/v2/models/bge-m3/infer", {"inputs": "x"}, frozenset({400})),
     ])
@@ -85,6 +89,7 @@ class Tally:
     lost: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     sent: int = 0
+    warm_end: float | None = None  # seconds from the start when warm-up ended (by count)
 
 
 def rss_bytes(pid: int) -> int:
@@ -96,10 +101,13 @@ def rss_bytes(pid: int) -> int:
 
 
 async def client_loop(client: httpx.AsyncClient, rng: random.Random, tally: Tally,
-                      deadline: float, max_requests: int) -> None:
+                      deadline: float, max_requests: int, warm_count: int | None,
+                      start: float) -> None:
     while time.monotonic() < deadline and tally.sent < max_requests:
         call = make_call(rng)
         tally.sent += 1
+        if warm_count is not None and tally.sent == warm_count:
+            tally.warm_end = time.monotonic() - start
         started = time.monotonic()
         try:
             if isinstance(call.body, bytes):
@@ -123,27 +131,41 @@ async def drive(url: str, pid: int, args: argparse.Namespace) -> dict:
     samples: list[tuple[float, int]] = []
     start = time.monotonic()
     deadline = start + args.duration
+    max_requests = args.requests or args.max_requests
+    warm_count = max(1, int(args.requests * args.warmup_fraction)) if args.requests else None
+    running = True
 
     async def sample_rss() -> None:
-        while time.monotonic() < deadline:
+        while running and time.monotonic() < deadline:
             samples.append((time.monotonic() - start, rss_bytes(pid)))
-            await asyncio.sleep(1)
+            await asyncio.sleep(0.25)  # a --requests run may be short on a fast machine
 
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
     async with httpx.AsyncClient(base_url=url, timeout=args.timeout, limits=limits) as client:
         sampler = asyncio.create_task(sample_rss())
         await asyncio.gather(*(client_loop(client, random.Random(args.seed + i), tally, deadline,
-                                           args.max_requests) for i in range(args.clients)))
+                                           max_requests, warm_count, start)
+                               for i in range(args.clients)))
+        running = False
         sampler.cancel()
-    warm_end = args.duration * args.warmup_fraction
-    warm = [rss for t, rss in samples if warm_end - 5 <= t <= warm_end] or [samples[0][1]]
-    tail = [rss for t, rss in samples if t >= args.duration - 5] or [samples[-1][1]]
+    elapsed = time.monotonic() - start
+    samples.append((elapsed, rss_bytes(pid)))
+    warm_end = (tally.warm_end if tally.warm_end is not None
+                else args.duration * args.warmup_fraction)
+    # Median RSS over the last few seconds of warm-up and of the run (shorter on a short run,
+    # so the idle server before the first request is never the baseline).
+    warm_window = min(5.0, max(0.5, warm_end / 3))
+    tail_window = min(5.0, max(0.5, (elapsed - warm_end) / 3))
+    warm = ([rss for t, rss in samples if warm_end - warm_window <= t <= warm_end]
+            or [samples[0][1]])
+    tail = [rss for t, rss in samples if t >= elapsed - tail_window] or [samples[-1][1]]
     growth = statistics.median(tail) / statistics.median(warm) - 1
     lat = sorted(tally.latencies)
     pct = (lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 1)) if lat else None
     return {
-        "duration_s": round(time.monotonic() - start, 1), "clients": args.clients,
-        "requests": tally.sent, "requests_per_s": round(tally.sent / args.duration, 1),
+        "duration_s": round(elapsed, 1), "clients": args.clients,
+        "requests": tally.sent, "requests_per_s": round(tally.sent / elapsed, 1),
+        "completed": sum(tally.statuses.values()),
         "statuses": dict(sorted(tally.statuses.items())),
         "lost": len(tally.lost), "unexpected": len(tally.unexpected),
         "lost_examples": tally.lost[:5], "unexpected_examples": tally.unexpected[:5],
@@ -152,7 +174,7 @@ async def drive(url: str, pid: int, args: argparse.Namespace) -> dict:
                    "end": round(statistics.median(tail) / 2**20, 1),
                    "peak": round(max(r for _, r in samples) / 2**20, 1)},
         "rss_growth_pct": round(100 * growth, 2),
-        "rss_mb_every_10s": [round(rss / 2**20) for t, rss in samples[::10]],
+        "rss_mb_every_10s": [round(rss / 2**20) for t, rss in samples[::40]],
     }
 
 
@@ -186,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=600, help="seconds of load")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="hard bound")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="run exactly this many requests, however long they take "
+                             "(--duration is then only a safety bound)")
     parser.add_argument("--warmup-fraction", type=float, default=0.3)
     parser.add_argument("--timeout", type=float, default=60, help="per-request timeout (s)")
     parser.add_argument("--port", type=int, default=18480, help="loopback HTTP port")
@@ -221,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             code = proc.wait(60)
         summary["server_exit_code"] = code
     ok = (summary["lost"] == 0 and summary["unexpected"] == 0
-          and summary["rss_growth_pct"] < 5 and code == 0)
+          and summary["rss_growth_pct"] < 5 and code == 0
+          and (args.requests is None or summary["completed"] == args.requests))
     summary["pass"] = ok
     text = json.dumps(summary, indent=2)
     print(text)

@@ -233,9 +233,10 @@ def log_startup_summary(models: list, settings: Settings, args: argparse.Namespa
         runner = getattr(model, "runner", None)
         dtype = str(getattr(runner, "dtype", None) or (
             "float16" if getattr(runner, "half", False) else "float32")).replace("torch.", "")
-        aliases = ", ".join(getattr(model, "aliases", ()) or ()) or "-"
-        logger.info("serving %s %r from %s on %s (%s); also answers to: %s", model.kind,
-                    model.name, model.model_id, getattr(runner, "device", "?"), dtype, aliases)
+        aliases = ", ".join(getattr(model, "aliases", ()) or ())
+        logger.info("serving %s %r from %s on %s (%s)%s", model.kind, model.name,
+                    model.model_id, getattr(runner, "device", "?"), dtype,
+                    f"; also answers to: {aliases}" if aliases else "")
     grpc = f"gRPC V2 on :{args.grpc_port}" if args.enable_grpc else "gRPC off"
     logger.info("listening: HTTP on :%s (/v1, /openai/v1, /v2), %s", args.http_port, grpc)
     logger.info("auth: %s; memory allocator: %s",
