@@ -50,6 +50,18 @@ def test_auto_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
         resolve_precision("int8", "cuda")
 
 
+def test_dtype_flag_and_environment(monkeypatch, capsys):
+    from predictor.cli import build_parser, settings_from_args
+
+    monkeypatch.setenv("DTYPE", "bfloat16")
+    assert settings_from_args(build_parser().parse_args([])).dtype == "bfloat16"
+    flags = build_parser().parse_args(["--dtype", "int8"])
+    assert settings_from_args(flags).dtype == "int8", "the flag wins over the environment"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--dtype", "bf16"])
+    assert "invalid choice: 'bf16'" in capsys.readouterr().err
+
+
 def test_native_bf16_is_what_torch_reports():
     import torch
 

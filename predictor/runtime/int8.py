@@ -44,8 +44,9 @@ def cache_root() -> Path:
 def _fingerprint(encoder: torch.nn.Module, source: str) -> str:
     """What makes a cached graph valid: the source, its weight files' sizes and mtimes, and
     the encoder's class and shape."""
-    parts = [type(encoder).__name__, str(encoder.config.to_json_string()), source]
     path = Path(source)
+    parts = [type(encoder).__name__, str(encoder.config.to_json_string()),
+             str(path.resolve()) if path.is_dir() else source]
     if path.is_dir():
         for item in sorted(path.iterdir()):
             if item.is_file() and item.suffix in {".safetensors", ".bin", ".pt"}:
