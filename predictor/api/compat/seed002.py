@@ -1,6 +1,7 @@
 """Seed 002 (``embedding-service``): ``/vectorize``, ``/vectorize-batch``, ``/vectorize-hybrid``,
 ``/vectorize-batch-hybrid`` and the ColBERT MaxSim ``/rerank``. Its fine-tuning routes
-(``/fine-tune``, ``/fine-tune-lora``, ``/train-status/{job_id}``) are out of scope.
+(``/fine-tune``, ``/fine-tune-lora``, ``/train-status/{job_id}``) are in ``training.py``, served
+with ``--training`` (docs/finetune.md).
 
 - ``is_query`` chooses the model's query or passage form (``EncodeOptions.input_type``): E5
   models get ``query: `` / ``passage: ``, BGE-M3 no prefix, as in the seed. Its defaults are
