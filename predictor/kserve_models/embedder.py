@@ -144,6 +144,8 @@ async def admitted_tokenize(model: EngineModel, chars: int, param: str, tokenize
     budget = process_budget("tokenize_chars", settings.max_tokenize_chars)
     try:
         async with budget.hold(chars, settings.request_timeout):
+            if chars <= model.inline_tokenize_chars:  # on the loop: nothing to cancel
+                return await model.tokenize(chars, tokenize, *args)
             work = asyncio.ensure_future(model.tokenize(chars, tokenize, *args))
             try:
                 return await asyncio.shield(work)
