@@ -91,16 +91,19 @@ def start(m3_dir: pathlib.Path, rr_dir: pathlib.Path, device: str, fp16: bool,
           log_dir: pathlib.Path, extra_args: list[str], env: dict[str, str] | None = None,
           timeout: float = 600, dtype: str | None = None) -> tuple:
     """Start the server on free ports; returns (server, base_url). ``dtype``: its
-    ``--dtype`` (None: the server's default)."""
+    ``--dtype`` (None: float32 on CPU, like the other contenders' defaults; fp16 rules on
+    CUDA)."""
     http_port, grpc_port = free_port(), free_port()
     argv = [sys.executable, "-m", "predictor", "--embedder", str(m3_dir),
             "--reranker", str(rr_dir), "--embedder_name", EMBEDDER,
             "--reranker_name", RERANKER, "--device", device,
             "--use_fp16", "true" if fp16 else "false",
             "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra_args]
+    name = f"ours@{dtype}" if dtype else "ours"
+    if dtype is None and not device.startswith("cuda"):
+        dtype = "float32"  # plain ``ours`` runs what plain limit and library run on CPU
     if dtype is not None:
         argv += ["--dtype", dtype]
-    name = f"ours@{dtype}" if dtype else "ours"
     server = Server(name, argv, log_dir / f"{name}.log", env=env)
     base = f"http://127.0.0.1:{http_port}"
 
