@@ -1,7 +1,7 @@
 """Server settings: environment variables with defaults, overridden by command-line flags.
 
-The flags and variables of ../shared/SPEC.md plus the engine's batching knobs. pydantic-settings
-reads the environment; ``cli.py`` lays non-empty flags over it.
+The flags and variables of docs/operations.md (the contract's in docs/api.md), with the engine's
+batching knobs. pydantic-settings reads the environment; ``cli.py`` lays non-empty flags over it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Drop-in routes for clients of the five seed services (``../shared/seeds/``, docs/compat.md).
+"""Drop-in routes for clients of the five seed services (docs/compat.md).
 
 One module per seed, apart from the core. Where a seed's route shares its path with a core route
 (``/v1/embeddings``, ``/v1/sparse-embeddings``, ``/v1/hybrid-embeddings``, ``/v1/rerank``,
