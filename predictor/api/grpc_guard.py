@@ -70,29 +70,38 @@ class GuardInterceptor(aio.ServerInterceptor):
     def __init__(self, token: str | None, repository_api: bool):
         self.token = token
         self.repository_api = repository_api
-        self._calls: set[asyncio.Future] = set()  # ModelInfer calls running
-        self._cut: set[asyncio.Future] = set()
+        # ModelInfer calls running, each with the future ``cut`` resolves to end it.
+        self._calls: dict[asyncio.Future, asyncio.Future] = {}
+        self._cut_count = 0
 
     def cut(self) -> int:
         """Shutdown deadline: every running ModelInfer ends with UNAVAILABLE (shutdown.py)."""
-        for call in list(self._calls):
-            self._cut.add(call)
+        for call, signal in list(self._calls.items()):
+            if not signal.done():
+                signal.set_result(None)
+                self._cut_count += 1
             call.cancel()
-        return len(self._cut)
+        return self._cut_count
 
     def _cuttable(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
 
         async def infer(request, context):
             call = asyncio.ensure_future(inner(request, context))
-            self._calls.add(call)
+            signal = asyncio.get_running_loop().create_future()
+            self._calls[call] = signal
             try:
-                return await call
-            except asyncio.CancelledError:
-                if call not in self._cut:
-                    raise
+                # Not ``await call``: a call cancelled while it waits on a thread (tokenising)
+                # ends only when the thread does; the answer must not wait for that.
+                await asyncio.wait({call, signal}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the client left
+                call.cancel()
+                raise
             finally:
-                self._calls.discard(call)
+                self._calls.pop(call, None)
+            if not signal.done():
+                return call.result()
+            call.cancel()
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
         return grpc.unary_unary_rpc_method_handler(
