@@ -165,7 +165,9 @@ class LiveApiServer:
             f"--service-account-signing-key-file={d / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc",
             "--api-audiences=https://kubernetes.default.svc",
-            "--feature-gates=BoundServiceAccountTokenVolume=true",
+            # TTLAfterFinished: the finetune Job's ttlSecondsAfterFinished is alpha in 1.20
+            # (GA in 1.23); without the gate 1.20 drops the field.
+            "--feature-gates=BoundServiceAccountTokenVolume=true,TTLAfterFinished=true",
         ])
         self.url = f"https://127.0.0.1:{secure}"
         deadline = time.monotonic() + START_TIMEOUT_S
