@@ -82,6 +82,20 @@ class WrongModelKindError(BadRequestError):
                          code="model_task_mismatch")
 
 
+class NotFoundError(ApiError):
+    """404 for a resource other than a model (a training job...)."""
+
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class ConflictError(ApiError):
+    """409: the request clashes with what exists (a fine-tuned model's name...)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+
+
 class PayloadTooLargeError(ApiError):
     status_code = 413
     error_type = "invalid_request_error"

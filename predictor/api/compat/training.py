@@ -37,7 +37,14 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import ApiError, BadRequestError, PayloadTooLargeError, QueueFullError
+from ...errors import (
+    ApiError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    QueueFullError,
+)
 from ...finetune import job as jobs
 from ...finetune.data import MIN_PAIRS, Pairs, parse_lines
 from ...finetune.train import TRAINING_FILE, Progress
@@ -49,16 +56,6 @@ logger = logging.getLogger("predictor.training")
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-class NotFoundError(ApiError):
-    status_code = 404
-    error_type = "not_found_error"
-
-
-class ConflictError(ApiError):
-    status_code = 409
-    error_type = "invalid_request_error"
 
 
 class FineTuneRequest(BaseModel):
