@@ -7,10 +7,7 @@ files, so every step happens when the test says, not when a timer guesses."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,31 +17,15 @@ import httpx
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from server_process import REPO, Server, free_port, stop_server
+from server_process import REPO, Server, start_server, stop_server
 
 GRACE = 12  # seconds: room for the released request to finish on a busy machine
 
 
-def _start_held(args: list[str], hold: Path, log_path: Path, timeout: float = 240) -> Server:
-    http_port, grpc_port = free_port(), free_port()
-    cmd = [sys.executable, str(REPO / "tests" / "held_predictor.py"), "--http_port",
-           str(http_port), "--grpc_port", str(grpc_port), "--device", "cpu", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "HOLD_DIR": str(hold)}
-    log = open(log_path, "wb")  # noqa: SIM115 - closed when the process is
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    server = Server(proc, http_port, grpc_port, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, server.log()[-3000:]
-        try:
-            if httpx.get(f"{server.url}/v2/models/bge-m3/ready", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    stop_server(server)
-    raise AssertionError(f"not ready:\n{server.log()[-3000:]}")
+def _start_held(args: list[str], hold: Path, log_path: Path) -> Server:
+    """The server under tests/held_predictor.py, whose steps wait on files in ``hold``."""
+    return start_server(args, log_path, env={"HOLD_DIR": str(hold)}, timeout=240,
+                        launcher=(str(REPO / "tests" / "held_predictor.py"),))
 
 
 def _wait_for(path: Path, what: str, timeout: float = 60) -> None:
