@@ -213,7 +213,7 @@ class RejectLoneSurrogates:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        problem = _lone_surrogate(bytes(body))
+        problem = _lone_surrogate(body)
         if problem:
             await _send_error(scope, receive, send, BadRequestError(
                 f"The request body has an unpaired UTF-16 surrogate escape ({problem}); text "
@@ -227,7 +227,7 @@ class RejectLoneSurrogates:
         await self.app(scope, replaying_receive, send)
 
 
-def _lone_surrogate(body: bytes) -> str | None:
+def _lone_surrogate(body: bytes | bytearray) -> str | None:
     if b"\\ud" not in body and b"\\uD" not in body:
         return None
     try:
