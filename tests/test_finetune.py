@@ -175,9 +175,10 @@ def test_sigterm_checkpoints_and_the_same_command_resumes(m3_dir, toy, tmp_path)
     args = [sys.executable, "-m", "predictor.finetune", "--model", str(m3_dir), "--data",
             str(toy), "--output", str(out), "--method", "lora", "--max_steps", "6",
             "--save_steps", "2", "--batch_size", "8", "--learning_rate", "5e-3"]
-    log = tmp_path / "first.log"
+    log, gate = tmp_path / "first.log", tmp_path / "gate"
+    gated = [sys.executable, str(REPO / "tests" / "finetune_gated.py"), "3", str(gate), *args[3:]]
     with open(log, "wb") as sink:
-        proc = subprocess.Popen(args, cwd=REPO, env=ENV, stdout=sink, stderr=sink)
+        proc = subprocess.Popen(gated, cwd=REPO, env=ENV, stdout=sink, stderr=sink)
     try:
         deadline = time.monotonic() + 300
         while not any(e.get("event") == "progress" and e["step"] >= 3
@@ -185,7 +186,11 @@ def test_sigterm_checkpoints_and_the_same_command_resumes(m3_dir, toy, tmp_path)
             assert proc.poll() is None, log.read_text()[-4000:]
             assert time.monotonic() < deadline, "no progress"
             time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # training waits at the gate until this has landed
+        while not any(e.get("event") == "signal" for e in events(log.read_text(errors="replace"))):
+            assert time.monotonic() < deadline, "the signal was not seen"
+            time.sleep(0.05)
+        gate.touch()
         assert proc.wait(120) == 75, log.read_text()[-4000:]
     finally:
         if proc.poll() is None:
