@@ -3,7 +3,7 @@
 The reference is FlagEmbedding itself in fp32 on the same device: ``BGEM3FlagModel.encode`` and
 ``FlagReranker.compute_score``. Where FlagEmbedding is not installed (the offline GPU kit), it is
 the same model loaded by ``predictor.runtime.flag_free`` (checked against FlagEmbedding on CPU
-in tests/test_gpu_path.py) in fp32, one text at a time (no padding), post-processed as
+in tests/unit/runtime/test_gpu_path.py) in fp32, one text at a time (no padding), post-processed as
 ``M3Embedder.encode`` does. The served side is our running server, asked over HTTP, so the
 whole path (fp16 weights, our batching, post-processing, JSON) is what gets compared.
 """

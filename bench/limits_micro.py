@@ -39,7 +39,7 @@ def show(name: str, best: dict[str, float]) -> None:
 def rerank(reranker_dir: str) -> None:
     from transformers import AutoTokenizer
 
-    from predictor.kserve_models.reranker import PairTemplate, RerankerModel
+    from predictor.api.kserve.reranker import PairTemplate, RerankerModel
 
     tok = AutoTokenizer.from_pretrained(reranker_dir)
     rng = random.Random(0)
@@ -79,7 +79,7 @@ def rendering() -> None:
     from kserve.protocol.infer_type import InferOutput, InferResponse
     from kserve.protocol.rest.v2_datamodels import InferenceResponse
 
-    from predictor.api.responses import NumpyJSONResponse, _v2_json
+    from predictor.api.http.responses import NumpyJSONResponse, _v2_json
 
     rng = np.random.default_rng(0)
     dense = np.stack([rng.standard_normal(1024).astype(np.float32) for _ in range(4)])

@@ -1,7 +1,7 @@
 """Soak run: saturating mixed load on a real server, bounded in time and requests, loopback only.
 
     python -m bench.soak --duration 600            # the 10-minute local run
-    python -m bench.soak --requests 400 --clients 16  # the CI version (tests/test_soak.py)
+    python -m bench.soak --requests 400 --clients 16  # the CI version (tests/server/test_soak.py)
 
 Starts ``python -m predictor`` on random-weight models, drives every route (embeddings dense,
 sparse, hybrid, V2 infer, rerank) plus ~10% invalid requests from N concurrent clients, and

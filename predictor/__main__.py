@@ -1,3 +1,3 @@
-from .cli import main
+from predictor.cli import main
 
 main()

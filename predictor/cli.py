@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import get_args
 
-from .settings import Settings
+from predictor.settings import Settings
 
 logger = logging.getLogger("predictor")
 
@@ -254,10 +254,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def build_models(settings: Settings) -> list:
     """Construct and load every model (``models_config.resolve_specs``); ready after ``load()``."""
-    from .kserve_models.embedder import EmbedderModel
-    from .kserve_models.reranker import RerankerModel
-    from .models_config import ModelsConfigError, resolve_specs
-    from .runtime.families import detect_kind, short_names
+    from predictor.api.kserve.embedder import EmbedderModel
+    from predictor.api.kserve.reranker import RerankerModel
+    from predictor.models_config import ModelsConfigError, resolve_specs
+    from predictor.runtime.families import detect_kind, short_names
 
     try:
         specs = resolve_specs(settings)
@@ -284,7 +284,7 @@ def build_models(settings: Settings) -> list:
 
 
 def _apply_demo(settings: Settings) -> Settings:
-    from .demo import ensure_demo_models
+    from predictor.demo import ensure_demo_models
 
     m3_dir, reranker_dir = ensure_demo_models()
     banner = "!" * 78
@@ -300,7 +300,7 @@ def _apply_demo(settings: Settings) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .runtime.allocator import (
+    from predictor.runtime.allocator import (
         find_jemalloc,
         loaded_allocator,
         tune_glibc_malloc,
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                 " (jemalloc not installed; Debian/Ubuntu: apt-get install libjemalloc2)"
                 if allocator == "glibc" and find_jemalloc() is None else "")
     quiet_library_logs()
-    from .runtime.threads import single_thread_here, torch_threads
+    from predictor.runtime.threads import single_thread_here, torch_threads
 
     single_thread_here()  # model work runs on the engines' worker threads (runtime/threads.py)
     logger.info("torch CPU threads per model worker: %d", torch_threads())
@@ -343,13 +343,13 @@ def main(argv: list[str] | None = None) -> None:
     import kserve
     from kserve import model_server
 
-    from .api.grpc_guard import GuardedGRPCServer
-    from .api.http_protocol import install as install_http_protocol
-    from .api.middleware import redact_access_logs
-    from .api.registry import ServedModels
-    from .api.routes import install_routes
-    from .api.v2_tensors import StrictDataPlane
-    from .shutdown import drain_models_on_signal, exit_now
+    from predictor.api.http.app import install_routes
+    from predictor.api.http.middleware import redact_access_logs
+    from predictor.api.http.registry import ServedModels
+    from predictor.api.http.wire_limits import install as install_http_protocol
+    from predictor.api.kserve.embedder_tensors import StrictDataPlane
+    from predictor.api.kserve.grpc_guard import GuardedGRPCServer
+    from predictor.shutdown import drain_models_on_signal, exit_now
 
     install_routes(model_server.app, ServedModels(models), settings)
     redact_access_logs()

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     models_config: str | None = Field(None,
                                       validation_alias=_env("models_config", "MODELS_CONFIG"))
 
-    # Drop-in routes of the seed services (predictor/api/compat, docs/compat.md).
+    # Drop-in routes of the seed services (predictor/api/http/dropin, docs/compat.md).
     compat_routes: bool = Field(True, validation_alias=_env("compat_routes", "COMPAT_ROUTES"))
 
     # HTTP connection limits (api/http_protocol.py): request head size; seconds a request head
@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     # unload takes a model offline until restart, so it is off unless asked for (needs a token).
     repository_api: bool = Field(False,
                                  validation_alias=_env("repository_api", "REPOSITORY_API"))
-    # Seed 002's training routes (predictor/api/compat/training.py, docs/finetune.md).
+    # Seed 002's training routes (predictor/api/http/dropin/training.py, docs/finetune.md).
     training: bool = Field(False, validation_alias=_env("training", "TRAINING"))
     training_output_dir: str = Field(
         "fine-tuned", validation_alias=_env("training_output_dir", "TRAINING_OUTPUT_DIR"))

@@ -81,7 +81,7 @@ class InFlightTracker:
 
     async def cut(self) -> int:
         """Answer 503 ``shutting_down`` to every request that has no response yet."""
-        from .api.error_handlers import error_response
+        from predictor.api.http.error_handlers import error_response
 
         async def no_body() -> Message:
             return {"type": "http.disconnect"}

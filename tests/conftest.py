@@ -13,7 +13,7 @@ from server_process import Server, start_server, stop_server
 
 # The parity tests compare with FlagEmbedding in float32 at 1e-5: every server and Settings the
 # suite makes runs float32 unless a test names its dtype (--dtype auto would pick bfloat16 on
-# a CPU with native bf16). tests/test_dtype.py covers the other dtypes.
+# a CPU with native bf16). tests/unit/runtime/test_dtype.py covers the other dtypes.
 os.environ.setdefault("DTYPE", "float32")
 
 

@@ -1,9 +1,9 @@
 """Dynamic batching engine: queue, token-budget batches, one worker thread for model work."""
 
-from .batcher import BatchEngine, BatchRunner
-from .errors import EngineDraining, EngineError, QueueFull, QueueTimeout
-from .stats import EngineObserver, EngineStats
-from .worker import EngineWorker
+from predictor.engine.batcher import BatchEngine, BatchRunner
+from predictor.engine.errors import EngineDraining, EngineError, QueueFull, QueueTimeout
+from predictor.engine.stats import EngineObserver, EngineStats
+from predictor.engine.worker import EngineWorker
 
 __all__ = ["BatchEngine", "BatchRunner", "EngineDraining", "EngineError", "EngineObserver",
            "EngineStats", "EngineWorker", "QueueFull", "QueueTimeout"]

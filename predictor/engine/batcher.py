@@ -34,9 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import EngineDraining, QueueFull, QueueTimeout
-from .stats import EngineObserver, EngineStats
-from .worker import EngineWorker
+from predictor.engine.errors import EngineDraining, QueueFull, QueueTimeout
+from predictor.engine.stats import EngineObserver, EngineStats
+from predictor.engine.worker import EngineWorker
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .batcher import BatchEngine
+    from predictor.engine.batcher import BatchEngine
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .data import DataError, read_pairs
-from .train import HEADS, METHODS, FinetuneError, Params, Progress, train
+from predictor.finetune.data import DataError, read_pairs
+from predictor.finetune.train import HEADS, METHODS, FinetuneError, Params, Progress, train
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import Pairs
+from predictor.finetune.data import Pairs
 
 logger = logging.getLogger("predictor.finetune")
 
@@ -183,7 +183,7 @@ def build(params: Params, model_dir: Path) -> Built:
     import torch
     from transformers import AutoTokenizer
 
-    from ..runtime.families import M3, ST, dense_config, detect_family
+    from predictor.runtime.families import M3, ST, dense_config, detect_family
 
     try:
         detected = detect_family(str(model_dir), family=params.family, fallback=None)
@@ -258,7 +258,7 @@ def build(params: Params, model_dir: Path) -> Built:
 class Progress:
     """A tqdm bar and one JSON line per logged step on stderr (``finetune: {...}``).
 
-    The JSON lines are what ``predictor.api.compat.training`` reads back, from a child's log
+    The JSON lines are what ``predictor.api.http.dropin.training`` reads back, from a child's log
     or a Job pod's log, for ``/train-status``.
     """
 

@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..primitives import ScoreItem
-from . import packed
-from .device import apply_precision, pad_batch, resolve_device, resolve_precision
-from .m3 import model_max_length
+from predictor.core.types import ScoreItem
+from predictor.runtime import packed
+from predictor.runtime.device import apply_precision, pad_batch, resolve_device, resolve_precision
+from predictor.runtime.m3 import model_max_length
 
 
 class CrossEncoderRunner:
@@ -34,7 +34,7 @@ class CrossEncoderRunner:
         try:
             from FlagEmbedding import FlagReranker
         except ImportError:  # the offline GPU kit: same loading (flag_free.py)
-            from .flag_free import FlagReranker
+            from predictor.runtime.flag_free import FlagReranker
 
         self.device = resolve_device(device)
         self.precision = resolve_precision(dtype, self.device, use_fp16)

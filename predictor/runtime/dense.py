@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..primitives import Embedding, EncodeItem, Output
-from .device import apply_precision, pad_batch, resolve_device, resolve_precision
-from .m3 import model_max_length
+from predictor.core.types import Embedding, EncodeItem, Output
+from predictor.runtime.device import apply_precision, pad_batch, resolve_device, resolve_precision
+from predictor.runtime.m3 import model_max_length
 
 logger = logging.getLogger(__name__)
 

@@ -140,8 +140,8 @@ def apply_precision(model: torch.nn.Module, precision: Precision, device: str,
         def wrap(encoder):
             return LowPrecisionEncoder(encoder, torch.bfloat16, device.split(":")[0])
     elif precision.dtype == "int8":
-        from .int8 import OnnxInt8Encoder
-        from .threads import torch_threads
+        from predictor.runtime.int8 import OnnxInt8Encoder
+        from predictor.runtime.threads import torch_threads
 
         def wrap(encoder):
             return OnnxInt8Encoder(encoder, source, torch_threads())

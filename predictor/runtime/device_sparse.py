@@ -4,8 +4,8 @@ Today's host path (``M3Runner._lexical_weights``) copies every token's weight to
 per row, drops special tokens and zeros and max-pools repeated tokens with numpy. Here the same
 happens for the whole batch at once where the weights are: one key per (row, token id), a
 sorted ``unique`` and a scatter-max, then only the surviving (row, id, weight) triples are
-copied. Same result, same order (ids ascending within a row); tests/test_gpu_path.py checks it
-against the numpy path.
+copied. Same result, same order (ids ascending within a row); tests/unit/runtime/test_gpu_path.py
+checks it against the numpy path.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..primitives import SparseVector
+from predictor.core.types import SparseVector
 
 
 def lexical_weights(ids: torch.Tensor, weights: torch.Tensor, cu_seqlens: torch.Tensor,

@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .dense import (
+from predictor.runtime.dense import (
     POOLING_MODES,
     DenseConfig,
     SentenceTransformersFiles,
@@ -356,13 +356,13 @@ def load_embedder_runner(model: str, settings: Any, spec: Any = None, *,
     detected = detect_family(model, family=getattr(spec, "family", None), fallback=fallback)
     logger.info("embedder %s: family %s (%s)", model, detected.family, detected.reason)
     if detected.family == M3:
-        from .m3 import M3Runner
+        from predictor.runtime.m3 import M3Runner
 
         runner = _checked(model, True, lambda: M3Runner(
             model, device=settings.device, use_fp16=settings.use_fp16, dtype=settings.dtype))
         runner.family = M3
         return _cap_max_length(runner, spec, model)
-    from .dense import DenseRunner
+    from predictor.runtime.dense import DenseRunner
 
     config = dense_config(model, detected, spec)
     logger.info("embedder %s: %s", model, config.describe())
@@ -377,7 +377,7 @@ def load_reranker_runner(model: str, settings: Any, spec: Any = None) -> Any:
     family = getattr(spec, "family", None)
     if family and canonical_family(family) != CROSS_ENCODER:
         raise ValueError(f"{model}: family {family!r} is an embedder family, not a reranker")
-    from .cross_encoder import CrossEncoderRunner
+    from predictor.runtime.cross_encoder import CrossEncoderRunner
 
     kwargs = {}
     if getattr(spec, "trust_remote_code", False):

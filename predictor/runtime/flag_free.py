@@ -11,7 +11,8 @@ loading (``EncoderOnlyEmbedderM3Runner.get_model``: ``AutoModel`` plus ``colbert
 and ``sparse_linear.pt``) and the forward of ``EncoderOnlyEmbedderM3ModelForInference`` (CLS
 dense, ReLU sparse token weights, ColBERT over tokens after CLS masked by attention, both
 vectors L2-normalised), and ``FlagReranker``'s ``AutoModelForSequenceClassification``.
-tests/test_gpu_path.py checks the outputs against FlagEmbedding's on the same checkpoint.
+tests/unit/runtime/test_gpu_path.py checks the outputs against FlagEmbedding's on the same
+checkpoint.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..primitives import Embedding, EncodeItem, Output, SparseVector
-from . import packed
-from .device import apply_precision, pad_batch, resolve_device, resolve_precision
+from predictor.core.types import Embedding, EncodeItem, Output, SparseVector
+from predictor.runtime import packed
+from predictor.runtime.device import apply_precision, pad_batch, resolve_device, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class M3Runner:
         try:
             from FlagEmbedding import BGEM3FlagModel
         except ImportError:  # the offline GPU kit: same loading and forward (flag_free.py)
-            from .flag_free import BGEM3FlagModel
+            from predictor.runtime.flag_free import BGEM3FlagModel
 
         self.device = resolve_device(device)
         self.precision = resolve_precision(dtype, self.device, use_fp16)

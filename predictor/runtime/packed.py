@@ -13,8 +13,8 @@ path) it runs variable-length attention; called without (the padded path) it is 
 transformers' SDPA with its SDPA mask, so a padded forward gives what it gave before.
 
 Used only on CUDA (``M3Runner``/``CrossEncoderRunner`` build :class:`PackedM3` /
-:class:`PackedReranker` there); CPU behaviour is unchanged. tests/test_gpu_path.py checks the
-packed outputs against the padded path on CPU.
+:class:`PackedReranker` there); CPU behaviour is unchanged. tests/unit/runtime/test_gpu_path.py
+checks the packed outputs against the padded path on CPU.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..primitives import Embedding, EncodeItem, Output, ScoreItem
-from .device_sparse import lexical_weights
+from predictor.core.types import Embedding, EncodeItem, Output, ScoreItem
+from predictor.runtime.device_sparse import lexical_weights
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from ..primitives import EncodeItem, Output, ScoreItem
+from predictor.core.types import EncodeItem, Output, ScoreItem
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,131 @@
+"""Turns embedding-route requests into ``EmbedderModel.encode`` calls and results into bodies.
+
+Bodies keep numpy arrays; ``NumpyJSONResponse`` serialises them without Python float lists.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+
+from predictor.api.http.embeddings.protocol import (
+    EmbeddingsRequest,
+    HybridEmbeddingsRequest,
+    SparseEmbeddingsRequest,
+)
+from predictor.api.params import resolve_input_type
+from predictor.core.types import EncodeOptions, EncodeResult, Output, SparseVector
+from predictor.errors import BadRequestError
+
+
+def _usage(result: EncodeResult) -> dict[str, int]:
+    return {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+
+
+def _sparse(vec: SparseVector) -> dict[str, Any]:
+    return {"indices": vec.indices, "values": vec.values}
+
+
+def _mapped_sparse(vec: SparseVector, mapping: str, index_space: int) -> dict[str, Any]:
+    out = {"indices": vec.indices, "values": vec.values, "mapping": mapping,
+           "index_space": index_space}
+    if vec.tokens is not None:
+        out["tokens"] = vec.tokens
+    return out
+
+
+def input_type(req) -> str | None:
+    """``query``, ``passage`` or None (the model's default) from input_type / is_query."""
+    return resolve_input_type(req.input_type, req.is_query)
+
+
+def b64_float32(vector: np.ndarray) -> str:
+    """OpenAI's base64 encoding: little-endian float32 bytes."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+_LITTLE_ENDIAN = {"float32": "<f4", "float16": "<f2"}
+
+
+def b64_array(array: np.ndarray, embed_dtype: str) -> str:
+    """A vector, or a matrix with its rows concatenated, as base64 of little-endian
+    ``embed_dtype`` bytes (vLLM's ``embed_dtype``; float16 halves a ColBERT response)."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype=_LITTLE_ENDIAN[embed_dtype])
+                            .tobytes()).decode("ascii")
+
+
+def _vectors(req) -> Any:
+    """How this request's vectors go into the body: numpy as JSON numbers, or base64."""
+    if req.encoding_format == "base64":
+        return lambda array: b64_array(array, req.embed_dtype)
+    return lambda array: array
+
+
+async def create_embeddings(model, req: EmbeddingsRequest) -> dict[str, Any]:
+    if req.dimensions is not None and req.dimensions != model.dimensions:
+        raise BadRequestError(
+            f"The model '{model.name}' does not support 'dimensions': it is not "
+            f"Matryoshka-trained and only produces {model.dimensions}-dimensional vectors.",
+            param="dimensions", code="unsupported_parameter")
+    flags = {Output.DENSE: req.return_dense, Output.SPARSE: req.return_sparse,
+             Output.COLBERT: req.return_colbert}
+    extended = any(flag is not None for flag in flags.values())
+    if extended:
+        defaults = {Output.DENSE: True, Output.SPARSE: False, Output.COLBERT: False}
+        outputs = frozenset(o for o, flag in flags.items() if (defaults[o] if flag is None
+                                                               else flag))
+    else:
+        outputs = frozenset({Output.DENSE})
+    options = EncodeOptions(outputs=outputs, max_length=req.max_length, truncate=req.truncate,
+                            sparse_mapping=req.sparse_token_mapping, input_type=input_type(req))
+    result = await model.encode(req.input, options)
+    vectors = _vectors(req)
+    data = []
+    for i, emb in enumerate(result.embeddings):
+        item: dict[str, Any] = {"object": "embedding", "index": i}
+        if emb.dense is not None:
+            item["embedding"] = vectors(emb.dense)
+        if extended:
+            if emb.dense is not None:
+                item["dense_embedding"] = item["embedding"]
+            if emb.sparse is not None:
+                item["sparse_embedding"] = _sparse(emb.sparse)
+            if emb.colbert is not None:
+                item["colbert_embedding"] = vectors(emb.colbert)
+        data.append(item)
+    return {"object": "list", "data": data, "model": model.name, "usage": _usage(result),
+            "embedding_types": [o.value for o in Output if o in outputs]}  # seed 001
+
+
+async def create_sparse_embeddings(model, req: SparseEmbeddingsRequest) -> dict[str, Any]:
+    mapping = req.sparse_token_mapping or model.settings.sparse_token_mapping
+    options = EncodeOptions(outputs=frozenset({Output.SPARSE}), max_length=req.max_length,
+                            truncate=req.truncate, sparse_mapping=mapping,
+                            return_tokens=req.return_tokens, input_type=input_type(req))
+    result = await model.encode(req.input, options)
+    space = model.sparse_index_space(mapping)
+    data = [{"object": "sparse_embedding", "index": i,
+             "sparse": _mapped_sparse(emb.sparse, mapping, space)}
+            for i, emb in enumerate(result.embeddings)]
+    return {"object": "list", "data": data, "model": model.name, "usage": _usage(result)}
+
+
+async def create_hybrid_embeddings(model, req: HybridEmbeddingsRequest) -> dict[str, Any]:
+    mapping = req.sparse_token_mapping or model.settings.sparse_token_mapping
+    outputs = {Output.DENSE, Output.SPARSE} | ({Output.COLBERT} if req.return_colbert else set())
+    options = EncodeOptions(outputs=frozenset(outputs), max_length=req.max_length,
+                            truncate=req.truncate, sparse_mapping=mapping,
+                            return_tokens=req.return_tokens, input_type=input_type(req))
+    result = await model.encode(req.input, options)
+    space = model.sparse_index_space(mapping)
+    vectors = _vectors(req)
+    data = []
+    for i, emb in enumerate(result.embeddings):
+        item = {"object": "hybrid_embedding", "index": i, "dense": vectors(emb.dense),
+                "sparse": _mapped_sparse(emb.sparse, mapping, space)}
+        if emb.colbert is not None:
+            item["colbert"] = vectors(emb.colbert)
+        data.append(item)
+    return {"object": "list", "data": data, "model": model.name, "usage": _usage(result)}

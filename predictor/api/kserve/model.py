@@ -1,0 +1,241 @@
+"""What every served model shares: loading then ``ready``, its engine, auth, engine errors.
+
+Subclasses set ``kind`` and implement ``_load_runner()``; their entry points submit work with
+``self.run(items)``, which turns the engine's refusals into API errors (429, 503).
+
+Devices (``--device``): one, or several (``auto`` = every visible GPU, ``cuda:0,cuda:1``); the
+model is loaded on each and one engine queue feeds them all (engine/batcher.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import kserve
+
+from predictor.engine import BatchEngine, EngineDraining, EngineWorker, QueueFull, QueueTimeout
+from predictor.errors import ApiError, NotReadyError, OverloadedError, QueueFullError
+from predictor.metrics import EngineMetrics
+from predictor.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+# One worker thread per device for all models on it (engine/worker.py says why). The workers of
+# several devices share one lock: the engines' queues are shared between them.
+_DEVICE_WORKERS: dict[str, EngineWorker] = {}
+_DEVICES_LOCK = threading.Condition()
+
+
+def device_worker(device: str) -> EngineWorker:
+    if device not in _DEVICE_WORKERS:
+        _DEVICE_WORKERS[device] = EngineWorker(f"{device}-worker", lock=_DEVICES_LOCK)
+    return _DEVICE_WORKERS[device]
+
+
+_DEVICE_NAME = re.compile(r"^(cpu|cuda)(:\d+)?$")
+
+
+def resolve_devices(spec: str | None, cuda_count: Callable[[], int] | None = None) -> list[str]:
+    """The devices named by ``--device``, in order.
+
+    Unset or ``auto``: every visible GPU (``cuda`` when there is one, ``cuda:0``... when
+    several; ROCm GPUs appear as ``cuda`` too), else ``cpu``. A comma-separated list names
+    devices: ``cuda:0,cuda:1``. ``cpu:N`` entries are CPU replicas, each a copy of the model on
+    a worker of its own sharing the CPUs (for tests of several devices without a GPU).
+    """
+    if spec is None or spec.strip().lower() in ("", "auto"):
+        if cuda_count is None:
+            import torch
+
+            cuda_count = torch.cuda.device_count if torch.cuda.is_available() else (lambda: 0)
+        count = cuda_count()
+        return ["cpu"] if count == 0 else ["cuda"] if count == 1 else [
+            f"cuda:{i}" for i in range(count)]
+    devices = [part.strip() for part in spec.split(",")]
+    if len(devices) == 1:
+        return devices  # one device: passed to torch as it is, as before
+    for device in devices:
+        if not _DEVICE_NAME.match(device):
+            raise ValueError(f"--device: {device!r} in {spec!r} is not cpu, cpu:N, cuda or "
+                             "cuda:N")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"--device: {spec!r} names a device twice")
+    return devices
+
+
+def torch_device(device: str) -> str:
+    """What torch is given for a device name: ``cpu:N`` replicas all run on ``cpu``."""
+    return "cpu" if device.startswith("cpu") else device
+
+
+class EngineModel(kserve.Model):
+    kind = "model"
+
+    def __init__(self, name: str, model_id: str, settings: Settings):
+        super().__init__(name)
+        self.model_id = model_id
+        self.settings = settings
+        self.runner: Any = None
+        self.batcher: BatchEngine | None = None
+        self.metrics = EngineMetrics(name)
+
+    def start(self) -> None:
+        """KServe's default marks every model ready here; ours is ready only once loaded."""
+
+    def _load_runner(self) -> Any:
+        raise NotImplementedError
+
+    def load(self) -> bool:
+        started = time.monotonic()
+        s = self.settings
+        devices = resolve_devices(s.device)
+        if len(devices) == 1:
+            self.runner = (self._load_runner() if s.device in (None, devices[0])
+                           else self._load_runner_on(devices[0]))
+            lanes = [(self.runner.device, self._batch_runner(self.runner))]
+        else:
+            runners = [self._load_runner_on(device) for device in devices]
+            self.runner = runners[0]
+            lanes = [(device, self._batch_runner(runner))
+                     for device, runner in zip(devices, runners, strict=True)]
+        self.batcher = BatchEngine(
+            lanes[0][1], max_batch_tokens=s.batch_tokens_for(self.runner.device),
+            max_batch_size=s.max_batch_size,
+            max_wait_s=s.batch_wait_ms / 1000.0, max_queue_items=s.max_queue_size,
+            request_timeout_s=s.request_timeout, name=f"{self.name}-engine",
+            observer=self.metrics, on_worker_start=self._prepare_worker,
+            worker=device_worker(lanes[0][0]), device=lanes[0][0],
+            replicas=[(device, runner, device_worker(device)) for device, runner in lanes[1:]])
+        self.batcher.start()
+        self.load_seconds = time.monotonic() - started
+        self.ready = True
+        precision = self.runner.precision
+        logger.info("%s %s loaded from %s on %s (dtype=%s: %s; max_length=%d) in %.1fs",
+                    self.kind, self.name, self.model_id, ", ".join(d for d, _ in lanes),
+                    precision.dtype, precision.reason, self.runner.max_length,
+                    self.load_seconds)
+        return self.ready
+
+    def _load_runner_on(self, device: str) -> Any:
+        """The model loaded on one of several devices. ``_load_runner`` reads the device from
+        ``self.settings``, so it sees a copy naming this device while it runs (loading is
+        sequential, on the main thread)."""
+        shared = self.settings
+        self.settings = shared.model_copy(update={"device": torch_device(device)})
+        try:
+            runner = self._load_runner()
+        finally:
+            self.settings = shared
+        return runner
+
+    def _batch_runner(self, runner: Any) -> Any:
+        """What the engine calls for ``runner``: on CPU, the length splitter around it."""
+        runner.observe_stage = self.metrics.stage
+        if self.settings.sub_batches != "off" and runner.device == "cpu":
+            from predictor.runtime.sub_batches import SplitByLength
+
+            return SplitByLength(runner)
+        return runner
+
+    def _prepare_worker(self, lane: Any = None) -> None:
+        """On the engine's worker thread: torch threads, warm-up (runtime/worker.py). CPU
+        replicas share the CPUs: each worker takes its share."""
+        from predictor.runtime.worker_setup import prepare_worker
+
+        if lane is None:
+            prepare_worker(self.batcher.runner)
+            return
+        from predictor.runtime.threads import torch_threads
+
+        if lane.device.startswith("cuda:"):
+            import torch
+
+            # this thread's current device: what torch allocates without naming one goes there
+            torch.cuda.set_device(lane.device)
+        cpu_lanes = sum(1 for other in self.batcher.lanes if other.device.startswith("cpu"))
+        threads = (max(1, torch_threads() // cpu_lanes) if lane.device.startswith("cpu")
+                   else None)
+        prepare_worker(lane.runner, threads=threads)
+
+    @property
+    def max_length(self) -> int:
+        return self.runner.max_length
+
+    def stop(self) -> None:
+        """Shutdown: not ready any more. The engine keeps taking work: a request admitted before
+        the signal (even one still being tokenised) must complete; the servers stop admitting
+        new ones, and what is left at the grace deadline gets 503 (shutdown.py)."""
+        self.ready = False
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        """KServe's V1/V2 entry (REST and gRPC): auth, then ``infer``; errors in gRPC terms.
+
+        REST requests were already authenticated by the HTTP middleware; gRPC metadata reaches
+        us here as ``headers``.
+        """
+        from predictor.auth import check_token
+
+        try:
+            check_token(headers or {}, self.settings.api_token)
+            return await self.infer(payload)
+        except ApiError as exc:
+            if getattr(payload, "from_grpc", False):
+                raise exc.to_grpc() from None
+            raise
+
+    async def infer(self, payload: Any) -> Any:
+        raise NotImplementedError
+
+    def ensure_ready(self) -> None:
+        if not self.ready:
+            raise NotReadyError(self.name)
+
+    # Up to this many characters, tokenising on the event loop (a fraction of a millisecond in
+    # the Rust tokenizer) is cheaper than the hop to a worker thread and back (1.7-2.5 ms
+    # measured on a busy 2-core machine); bigger requests go to a thread, so the loop stays free.
+    inline_tokenize_chars = 4096
+
+    async def tokenize(self, chars: int, tokenize: Callable[..., Any], *args: Any) -> Any:
+        """``tokenize(*args)`` for a request of ``chars`` characters, timed as the tokenise
+        stage: inline when small, else on the default executor."""
+        started = time.monotonic()
+        if chars <= self.inline_tokenize_chars:
+            result = tokenize(*args)
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(None, tokenize, *args)
+        self.metrics.stage("tokenize", time.monotonic() - started)
+        return result
+
+    async def run(self, items: Sequence[Any]) -> list[Any]:
+        try:
+            return await self.batcher.submit(items, [len(item) for item in items])
+        except QueueFull as exc:
+            raise QueueFullError(f"The server is busy ({exc}); retry shortly.",
+                                 code="queue_full", headers={"Retry-After": "1"}) from None
+        except QueueTimeout as exc:
+            raise OverloadedError(f"The request timed out waiting for the model ({exc}).",
+                                  code="timeout", headers={"Retry-After": "1"}) from None
+        except EngineDraining:
+            raise OverloadedError("The server is shutting down.", code="shutting_down",
+                                  headers={"Retry-After": "1"}) from None
+
+    def stats(self) -> dict:
+        s = self.settings
+        summary = {"kind": self.kind, "ready": bool(self.ready), "model": self.model_id}
+        if self.batcher is not None:
+            summary |= {"queue_size": self.batcher.queue_size, **self.batcher.stats.summary()}
+            summary["devices"] = self.batcher.device_stats()
+            summary["config"] = {
+                "device": ",".join(lane.device for lane in self.batcher.lanes),
+                "fp16": self.runner.half, **self.runner.precision.describe(),
+                "max_length": self.max_length, "max_batch_tokens": self.batcher.max_batch_tokens,
+                "max_batch_size": s.max_batch_size, "batch_wait_ms": s.batch_wait_ms,
+                "max_queue_size": s.max_queue_size, "request_timeout_s": s.request_timeout}
+        return summary
