@@ -15,7 +15,7 @@ Batches complete in the order they were submitted. A stage that raises fails tha
 future only; the batches around it go on. ``close()`` fails what is still queued.
 
 Engine integration is not done here (the engine calls ``run_batch`` and waits, see
-predictor/engine/batcher.py); ``PackedM3.stages()`` gives the three stages for it.
+predictor/engine/engine.py); ``PackedM3.stages()`` gives the three stages for it.
 """
 
 from __future__ import annotations

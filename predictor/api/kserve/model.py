@@ -4,7 +4,7 @@ Subclasses set ``kind`` and implement ``_load_runner()``; their entry points sub
 ``self.run(items)``, which turns the engine's refusals into API errors (429, 503).
 
 Devices (``--device``): one, or several (``auto`` = every visible GPU, ``cuda:0,cuda:1``); the
-model is loaded on each and one engine queue feeds them all (engine/batcher.py).
+model is loaded on each and one engine queue feeds them all (engine/engine.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,256 @@
+"""Dynamic batching on a padded-token budget: the engine a model submits its items to.
+
+Requests from every route and protocol put their items in the engine's queue (queue.py says
+how a batch is chosen: the oldest item and its nearest-length neighbours, within
+``max_batch_tokens`` and ``max_batch_size``, after waiting at most ``max_wait_s`` for company).
+ONE worker thread per device (worker.py, shared by the engines of that device) takes the
+batches and runs them here, the moment the previous batch is done, so model work never waits
+for the event loop (which may be busy writing responses), and never blocks it. Results go back
+to each request's event loop. The engine knows nothing of torch or HTTP: a ``BatchRunner``
+turns a list of payloads into a list of results, one per payload.
+
+Several devices (``lanes``): one queue, one worker thread per device, each with the model loaded
+on it. A worker takes the next batch the moment its device is free, so a batch always goes to a
+device with nothing running (the least-loaded one) and the queue bound and fairness are the
+queue's, whatever the number of devices. A batch failing on one device fails only its requests.
+
+Backpressure: at most ``max_queue_items`` wait; beyond it ``submit`` raises ``QueueFull`` at
+once. A request waiting longer than ``request_timeout_s`` raises ``QueueTimeout`` and its items
+leave the queue, as do the items of a cancelled request (client gone). A runner may name
+``retryable_errors`` (CUDA out-of-memory): a batch failing with one is split in halves and
+retried, so nothing is lost to batch size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from predictor.engine.errors import EngineDraining, QueueFull, QueueTimeout
+from predictor.engine.queue import Batch, BatchQueue, Due
+from predictor.engine.stats import EngineObserver, EngineStats
+from predictor.engine.worker import EngineWorker, Taken
+
+logger = logging.getLogger(__name__)
+
+
+class BatchRunner(Protocol):
+    """Runs one batch of payloads; called on the engine's worker thread. It may name
+    ``retryable_errors``: the errors after which the batch is split and retried."""
+
+    def run_batch(self, payloads: Sequence[Any]) -> Sequence[Any]: ...
+
+
+@dataclass(slots=True, eq=False)
+class Lane:
+    """One device serving an engine: the model on it, the worker thread feeding it, its totals."""
+
+    device: str
+    runner: BatchRunner
+    worker: EngineWorker
+    stats: EngineStats = field(default_factory=EngineStats)
+    running: int = 0  # items in the batch running now
+
+
+class BatchEngine:
+    """Submit, backpressure, the devices (lanes), drain and stop, and the totals; the queue
+    holds the waiting items, the workers run the batches. A ``BatchSource`` for its workers."""
+
+    def __init__(self, runner: BatchRunner, *, max_batch_tokens: int = 16384,
+                 max_batch_size: int = 64, max_wait_s: float = 0.002,
+                 max_queue_items: int | None = None, request_timeout_s: float | None = None,
+                 name: str = "engine", observer: EngineObserver | None = None,
+                 on_worker_start: Callable[..., None] | None = None,
+                 worker: EngineWorker | None = None, device: str = "",
+                 replicas: Sequence[tuple[str, BatchRunner, EngineWorker]] = ()):
+        """``worker``: the thread that runs the batches, shared with the other engines of the
+        device (worker.py); by default one of its own. ``on_worker_start``: called on that
+        thread before the first batch (the runner's per-thread set-up: torch threads,
+        warm-up), with the ``Lane`` when there are replicas; ``start()`` waits for it.
+        ``device``: the name of ``runner``'s device (``/stats``, metrics). ``replicas``: more
+        devices as ``(device, runner, worker)``, fed from the same queue; their workers must
+        share ``worker``'s lock."""
+        worker = worker or EngineWorker(f"{name}-worker")
+        self.lanes = [Lane(device, runner, worker)] + [Lane(d, r, w) for d, r, w in replicas]
+        if len({id(lane.worker) for lane in self.lanes}) != len(self.lanes):
+            raise ValueError("each device needs a worker of its own")
+        if any(lane.worker.lock is not worker.lock for lane in self.lanes):
+            raise ValueError("the workers of one engine must share one lock")
+        self.request_timeout_s = request_timeout_s
+        self.name = name
+        self.observer = observer
+        self.on_worker_start = on_worker_start
+        self.stats = EngineStats()
+        self.draining = False
+        self.worker = worker
+        # The workers own the lock; the queue is built on it (queue.py says why).
+        self.queue = BatchQueue(max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
+                                max_wait_s=max_wait_s, max_items=max_queue_items,
+                                lock=worker.lock, on_depth=self._observe_depth)
+        self._set_up = False
+
+    @property
+    def runner(self) -> BatchRunner:
+        """The (first) device's runner."""
+        return self.lanes[0].runner
+
+    @runner.setter
+    def runner(self, runner: BatchRunner) -> None:
+        self.lanes[0].runner = runner
+
+    @property
+    def max_batch_tokens(self) -> int:
+        return self.queue.max_batch_tokens
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.queue.max_batch_size
+
+    @property
+    def max_wait_s(self) -> float:
+        return self.queue.max_wait_s
+
+    @property
+    def max_queue_items(self) -> int | None:
+        return self.queue.max_items
+
+    @property
+    def queue_size(self) -> int:
+        return len(self.queue)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Attach to the workers and run the set-up on each (blocking: call it at load time)."""
+        self._attach()
+        if not self._set_up:
+            self._set_up = True
+            setup = self.on_worker_start
+            if setup is not None:
+                if len(self.lanes) == 1:
+                    self.worker.run_setup(setup)
+                else:
+                    for lane in self.lanes:
+                        lane.worker.run_setup(functools.partial(setup, lane))
+
+    def _attach(self) -> None:
+        for lane in self.lanes:
+            lane.worker.attach(self)
+
+    def drain(self) -> None:
+        """Take no new work; what is queued or running still completes."""
+        self.draining = True
+
+    async def stop(self) -> None:
+        """Take no new work, fail what still waits, wait for the running batches."""
+        self.draining = True
+        self.queue.fail_all(lambda: EngineDraining(f"{self.name} stopped"))
+        threads = [lane.worker.detach(self) for lane in self.lanes]
+        for thread in threads:
+            if thread is not None:
+                await asyncio.to_thread(thread.join)
+
+    # -- submitting (event loop) ---------------------------------------------------------
+    async def submit(self, payloads: Sequence[Any], lengths: Sequence[int]) -> list[Any]:
+        """Queue payloads (with their token lengths) and return their results in order."""
+        if len(payloads) != len(lengths):
+            raise ValueError("one length per payload")
+        if self.draining:
+            raise EngineDraining(f"{self.name} is shutting down")
+        try:
+            ticket = self.queue.put(payloads, lengths)
+        except QueueFull:
+            self.stats.rejected += 1
+            raise
+        self._attach()
+        try:
+            results = await ticket.results(self.request_timeout_s)
+        except QueueTimeout:
+            self.stats.timed_out += 1
+            raise
+        self.stats.requests += 1
+        return results
+
+    def _observe_depth(self, depth: int) -> None:
+        if self.observer is not None:
+            self.observer.queue_depth(depth)
+
+    # -- BatchSource: the workers' side (their thread, their lock held) -------------------
+    def due(self, now: float) -> Due | None:
+        return self.queue.due(now)
+
+    def take(self, worker: EngineWorker) -> Taken:
+        batch = self.queue.take()
+        lane = self._lane_of(worker)
+        return Taken(functools.partial(self._run_taken, batch, lane),
+                     more=batch.left > 0 and len(self.lanes) > 1)
+
+    def _lane_of(self, worker: EngineWorker) -> Lane:
+        if len(self.lanes) == 1:
+            return self.lanes[0]
+        return next(lane for lane in self.lanes if lane.worker is worker)
+
+    # -- running a batch (the worker's thread, no lock) ----------------------------------
+    def _run_taken(self, batch: Batch, lane: Lane) -> None:
+        self._observe_depth(batch.left)
+        started = time.monotonic()
+        waits = batch.waits(started)
+        tokens = batch.tokens
+        padded = batch.padded_tokens
+        size = len(batch.items)
+        lane.running = size
+        try:
+            outcome: list[Any] | BaseException = self._run_splitting(batch.payloads, lane.runner)
+        except Exception as exc:  # the batch fails, the engine keeps serving
+            outcome = exc
+            self.stats.failed_batches += 1
+            lane.stats.failed_batches += 1
+            logger.exception("%s: batch of %d failed on %s", self.name, size,
+                             lane.device or "its device")
+        lane.running = 0
+        seconds = time.monotonic() - started
+        batch.deliver(outcome)
+        for stats in (self.stats, lane.stats) if len(self.lanes) > 1 else (self.stats,):
+            stats.batches += 1
+            stats.batch_items += size
+            stats.items += size
+            stats.tokens += tokens
+            stats.padded_tokens += padded
+            stats.busy_seconds += seconds
+        if self.observer is not None:
+            try:
+                self.observer.batch_done(size, tokens, padded, waits, seconds,
+                                         not isinstance(outcome, BaseException),
+                                         device=lane.device)
+            except Exception:  # metrics must never stop the worker
+                logger.exception("%s: observer failed", self.name)
+
+    def _run_splitting(self, payloads: list[Any], runner: BatchRunner) -> list[Any]:
+        """On a retryable error (OOM) split the batch in halves and retry each."""
+        retryable = tuple(getattr(runner, "retryable_errors", ()))
+        try:
+            results = list(runner.run_batch(payloads))
+        except retryable:
+            if len(payloads) == 1:
+                raise
+            logger.warning("%s: batch of %d hit a retryable error; splitting it", self.name,
+                           len(payloads))
+            half = len(payloads) // 2
+            return (self._run_splitting(payloads[:half], runner)
+                    + self._run_splitting(payloads[half:], runner))
+        if len(results) != len(payloads):
+            raise RuntimeError(f"runner returned {len(results)} results for "
+                               f"{len(payloads)} payloads")
+        return results
+
+    def device_stats(self) -> dict[str, dict]:
+        """Per device: its totals and whether a batch runs on it now."""
+        if len(self.lanes) == 1:  # one device: the engine's totals are the device's
+            return {self.lanes[0].device: {**self.stats.device_summary(),
+                                           "running_items": self.lanes[0].running}}
+        return {lane.device: {**lane.stats.device_summary(), "running_items": lane.running}
+                for lane in self.lanes}
