@@ -296,16 +296,19 @@ class Bench:
         from .modes.http_load import post_json
 
         texts = corpus.passages["short"].texts[:4]
-        for other, path in (("peer", "/embeddings"), ("before", "/v1/embeddings")):
-            if not {"ours", other} <= set(self.servers):
+        pairs = [("ours", "peer", "/embeddings")] + [  # before@dtype against ours@dtype
+            ("ours" + m[len("before"):], m, "/v1/embeddings") for m in self.servers
+            if m.partition("@")[0] == "before"]
+        for ours, other, path in pairs:
+            if not {ours, other} <= set(self.servers):
                 continue
             vecs = []
-            for mode, route in (("ours", "/v1/embeddings"), (other, path)):
+            for mode, route in ((ours, "/v1/embeddings"), (other, path)):
                 answer = post_json(self.servers[mode][1], route,
                                    {"model": "bge-m3", "input": texts})
                 vecs.append(np.array([d["embedding"] for d in answer["data"]], dtype=np.float32))
             diff = float(np.abs(vecs[0] - vecs[1]).max())
-            note = f"ours vs {other} dense vectors on the same texts: max |diff| = {diff:.2e}"
+            note = f"{ours} vs {other} dense vectors on the same texts: max |diff| = {diff:.2e}"
             print("  " + note, flush=True)
             self.notes.append(note)
 

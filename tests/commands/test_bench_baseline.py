@@ -104,3 +104,25 @@ def test_a_baseline_run_keeps_the_docs_charts(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert parse_args(["--out", str(out)]).plots_dir == ROOT / "docs" / "img"
     assert parse_args(["--out", str(out), "--baseline", str(old)]).plots_dir == out
+
+
+def test_charts_draw_before_and_skip_dtype_only_runs(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from bench import plots
+
+    def cell(mode: str) -> Cell:
+        c = Cell(mode, "dense-short", 4, texts=40, tokens=600, elapsed_s=1.0,
+                 latencies_s=[0.1, 0.2, 0.3])
+        c.mode = mode
+        return c
+
+    both = [cell("ours"), cell("before")]
+    out = plots.latency_percentiles(both, 4, tmp_path / "lat.png", "t")
+    assert out is not None and out.stat().st_size > 0
+    assert plots.throughput_vs_clients(both, "dense-short", tmp_path / "c.png", "t") is not None
+    # Only contender@dtype cells (``--modes ours@float32,before@float32``): no chart, no crash.
+    dtyped = [cell("ours@float32"), cell("before@float32")]
+    assert plots.latency_percentiles(dtyped, 4, tmp_path / "x.png", "t") is None
+    assert plots.throughput_vs_clients(dtyped, "dense-short", tmp_path / "y.png", "t") is None
+    assert plots.throughput_by_workload(dtyped + [cell("limit")], 4, tmp_path / "z.png",
+                                        "t") is None
