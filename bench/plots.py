@@ -6,7 +6,11 @@ import pathlib
 
 from .stats import Cell
 
-COLORS = {"limit": "#555555", "library": "#d62728", "ours": "#1f77b4", "peer": "#2ca02c"}
+COLORS = {"limit": "#555555", "library": "#d62728", "ours": "#1f77b4", "peer": "#2ca02c",
+          "before": "#9467bd"}
+#: the contenders drawn as bars or curves (``limit`` is the reference line); cells of other
+#: names (``ours@bfloat16``...) are left out of the charts, and a chart with none is skipped.
+DRAWN = ("library", "ours", "before", "peer")
 
 
 def available() -> bool:
@@ -42,7 +46,9 @@ def throughput_vs_clients(cells: list[Cell], workload: str, out: pathlib.Path,
     if not mine:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for mode in ("library", "ours", "peer"):
+    if not any(c.mode in DRAWN for c in mine):
+        return None
+    for mode in DRAWN:
         points = sorted((c.clients, c.texts_per_s) for c in mine if c.mode == mode)
         if points:
             xs, ys = zip(*points, strict=True)
@@ -74,7 +80,9 @@ def latency_percentiles(cells: list[Cell], clients: int, out: pathlib.Path,
     if not mine:
         return None
     workloads = list(dict.fromkeys(c.workload for c in mine))
-    modes = [m for m in ("library", "ours", "peer") if any(c.mode == m for c in mine)]
+    modes = [m for m in DRAWN if any(c.mode == m for c in mine)]
+    if not modes:
+        return None
     fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(workloads)), 4.5), dpi=110)
     width = 0.8 / len(modes)
     for j, mode in enumerate(modes):
@@ -109,7 +117,9 @@ def throughput_by_workload(cells: list[Cell], clients: int, out: pathlib.Path,
     limit = {c.workload: c.tokens_per_s for c in mine if c.mode == "limit"}
     if not workloads or not limit:
         return None
-    modes = [m for m in ("library", "ours", "peer") if any(c.mode == m for c in mine)]
+    modes = [m for m in DRAWN if any(c.mode == m for c in mine)]
+    if not modes:
+        return None
     fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(workloads)), 4.2), dpi=110)
     width = 0.8 / len(modes)
     for j, mode in enumerate(modes):

@@ -22,14 +22,14 @@ class Server:
     """A server subprocess with its log file; stopped with SIGTERM, then SIGKILL."""
 
     def __init__(self, name: str, argv: list[str], log_path: pathlib.Path,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, cwd: pathlib.Path | None = None):
         self.name = name
         self.argv = argv
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})},
+                                     env={**os.environ, **(env or {})}, cwd=cwd,
                                      start_new_session=True)
 
     @property

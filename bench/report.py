@@ -12,7 +12,7 @@ from .stats import Cell
 #: ours / other at the main concurrency; the peer target is for dense (it serves dense only).
 TARGETS = {"library": 2.0, "limit": 0.85, "peer": 1.2}
 IDLE_TARGET_MS = 5.0
-MODES = ("limit", "library", "ours", "peer")
+MODES = ("limit", "library", "ours", "before", "peer")
 
 HEADER = ("workload", "mode", "clients", "texts/s", "tokens/s", "p50 ms", "p95 ms", "p99 ms",
           "peak RSS MB", "texts/CPU-s", "errors")
@@ -62,6 +62,45 @@ def dtype_rows(all_cells: Iterable[Cell], clients: int) -> list[tuple[str, ...]]
                      f"{max(c.texts_per_s for c in cells):.1f}",
                      f"{max(c.texts_per_s for c in base):.1f}",
                      " ".join(f"{r:.2f}" for r in ratios)))
+    return rows
+
+
+BASELINE_HEADER = ("workload", "contenders", "median ratio", "texts/s", "before texts/s",
+                   "per-round ratios", "texts/CPU-s ratio")
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def baseline_rows(all_cells: Iterable[Cell], clients: int) -> list[tuple[str, ...]]:
+    """Per workload: ``ours`` (this checkout) over ``before`` (``--baseline``), each
+    ``ours@dtype`` over ``before@dtype``: the median of the per-round ratios (the rounds
+    alternate the order, so both sides of a ratio ran within the same minute), the best
+    texts/s of each, and the median ratio per CPU-second of each server."""
+    runs: dict[tuple[str, str, str], list[Cell]] = {}
+    for c in all_cells:
+        kind, at, dtype = c.mode.partition("@")
+        if kind in ("ours", "before") and c.clients == clients:
+            runs.setdefault((c.workload, kind, at + dtype), []).append(c)
+    rows = []
+    for (workload, kind, suffix), cells in runs.items():
+        base = runs.get((workload, "before", suffix))
+        if kind != "ours" or not base:
+            continue
+        pairs = list(zip(cells, base, strict=False))
+        ratios = [a.texts_per_s / b.texts_per_s for a, b in pairs if b.texts_per_s]
+        if not ratios:
+            continue
+        cpu = [a.texts_per_cpu_s / b.texts_per_cpu_s for a, b in pairs
+               if a.texts_per_cpu_s and b.texts_per_cpu_s]
+        rows.append((workload, f"ours{suffix} / before{suffix}", f"{_median(ratios):.2f}x",
+                     f"{max(c.texts_per_s for c in cells):.1f}",
+                     f"{max(c.texts_per_s for c in base):.1f}",
+                     " ".join(f"{r:.2f}" for r in ratios),
+                     f"{_median(cpu):.2f}x" if cpu else "-"))
     return rows
 
 

@@ -2,9 +2,11 @@
 
 Contenders (see ``bench/modes/``): ``limit`` (bare forward on pre-built full batches),
 ``library`` (FlagEmbedding called once per request), ``ours`` (the predictor over HTTP) and
-``peer`` (Infinity over HTTP). All are started first and stay loaded; then each workload is
-measured on each contender in turn, so a noisy neighbour on the machine hits all of them within
-the same minute. Then a sweep over the number of clients, and the idle single-text latency.
+``peer`` (Infinity over HTTP); with ``--baseline DIR`` also ``before``: ``ours`` served from
+another checkout of this repository, to compare two versions of the code side by side. All are
+started first and stay loaded; then each workload is measured on each contender in turn, so a
+noisy neighbour on the machine hits all of them within the same minute. Then a sweep over the
+number of clients, and the idle single-text latency.
 
 Prints a table and the ratios against the targets; writes ``results.json`` and
 ``results.md`` under ``--out`` and PNG charts under ``--plots-dir``.
@@ -74,6 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment variable for the server (repeatable), e.g. "
                         "OMP_NUM_THREADS=1")
+    p.add_argument("--baseline", type=pathlib.Path, metavar="DIR",
+                   help="another checkout of this repository (e.g. a git worktree of an older "
+                        "commit): adds contender 'before', the same server command, flags and "
+                        "Python, run from DIR so that it imports DIR's predictor package")
     p.add_argument("--peer-venv", type=pathlib.Path,
                    default=ROOT / "bench" / ".peer-venv")
     p.add_argument("--no-peer-install", action="store_true",
@@ -88,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plots-dir", type=pathlib.Path,
                    help="where the PNG charts go (default docs/img for a full run, else --out)")
     args = p.parse_args(argv)
+    _check_baseline(p, args)
     if args.tiny:
         args.quick = True
         args.shape = "tiny"
@@ -107,9 +114,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out = args.out or RESULTS / stamp
     if args.plots_dir is None:
-        full = not args.quick and args.shape == "small" and args.device == "cpu"
+        full = (not args.quick and args.shape == "small" and args.device == "cpu"
+                and args.baseline is None)  # a before/after run keeps docs/img's charts
         args.plots_dir = DOCS_IMG if full else args.out
     return args
+
+
+def _check_baseline(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--baseline DIR`` must be another checkout with a ``predictor`` package; it adds
+    contender ``before`` unless ``--modes`` names it (``before`` or ``before@dtype``)."""
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    named = any(m.partition("@")[0] == "before" for m in modes)
+    if args.baseline is None:
+        if named:
+            p.error("contender 'before' needs --baseline DIR (another checkout of this "
+                    "repository)")
+        return
+    base = args.baseline.expanduser().resolve()
+    if not base.is_dir():
+        p.error(f"--baseline {args.baseline}: not a directory")
+    if not (base / "predictor" / "__init__.py").is_file():
+        p.error(f"--baseline {args.baseline}: no predictor/ package there; expected a checkout "
+                "of this repository, e.g. git worktree add --detach DIR <commit>")
+    if base == ROOT:
+        p.error(f"--baseline {args.baseline}: that is this checkout; 'before' would run the "
+                "same code as 'ours'")
+    args.baseline = base
+    if not named:
+        args.modes = ",".join([*modes, "before"])
 
 
 class Bench:
@@ -159,12 +191,18 @@ class Bench:
             else:
                 load.update(sharing=a.library_sharing)
             self.workers[mode] = InProcWorker(kind, **load)
-        elif kind == "ours":
+        elif kind in ("ours", "before"):
             from .modes import ours
 
             env = dict(item.split("=", 1) for item in a.ours_env)
+            cwd = None
+            if kind == "before":
+                cwd, env = a.baseline, ours.baseline_env(a.baseline, env)
+                where = ours.check_import(cwd, env)
+                self.notes.append(f"{mode}: predictor from {where} ({_describe(cwd)})")
+                print(f"  {mode}: imports {where}", flush=True)
             self.servers[mode] = ours.start(m3_dir, rr_dir, a.device, a.fp16, a.out, a.ours_arg,
-                                            env, dtype=dtype or None)
+                                            env, dtype=dtype or None, name=mode, cwd=cwd)
             self.specs[mode] = ours.OursSpec()
         elif mode == "peer":
             from .modes import peer
@@ -251,22 +289,28 @@ class Bench:
         return out
 
     def same_model_check(self, corpus) -> None:
-        """The peer must serve the very model we serve: compare dense vectors."""
-        if not {"ours", "peer"} <= set(self.servers):
-            return
+        """The peer must serve the very model we serve, and ``before`` the same vectors as
+        ours: compare dense vectors."""
         import numpy as np
 
         from .modes.http_load import post_json
 
         texts = corpus.passages["short"].texts[:4]
-        vecs = []
-        for mode, path in (("ours", "/v1/embeddings"), ("peer", "/embeddings")):
-            answer = post_json(self.servers[mode][1], path, {"model": "bge-m3", "input": texts})
-            vecs.append(np.array([d["embedding"] for d in answer["data"]], dtype=np.float32))
-        diff = float(np.abs(vecs[0] - vecs[1]).max())
-        note = f"ours vs peer dense vectors on the same texts: max |diff| = {diff:.2e}"
-        print("  " + note, flush=True)
-        self.notes.append(note)
+        pairs = [("ours", "peer", "/embeddings")] + [  # before@dtype against ours@dtype
+            ("ours" + m[len("before"):], m, "/v1/embeddings") for m in self.servers
+            if m.partition("@")[0] == "before"]
+        for ours, other, path in pairs:
+            if not {ours, other} <= set(self.servers):
+                continue
+            vecs = []
+            for mode, route in ((ours, "/v1/embeddings"), (other, path)):
+                answer = post_json(self.servers[mode][1], route,
+                                   {"model": "bge-m3", "input": texts})
+                vecs.append(np.array([d["embedding"] for d in answer["data"]], dtype=np.float32))
+            diff = float(np.abs(vecs[0] - vecs[1]).max())
+            note = f"{ours} vs {other} dense vectors on the same texts: max |diff| = {diff:.2e}"
+            print("  " + note, flush=True)
+            self.notes.append(note)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,8 +391,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _describe(checkout: pathlib.Path) -> str:
+    """The checkout's commit and subject, for the record ('?' outside git)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(checkout), "log", "-1", "--format=%h %s"],
+                             capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "?"
+    return out.stdout.strip()[:80] if out.returncode == 0 else "?"
+
+
 def _engine_totals(mode: str, base: str) -> dict | None:
-    if mode.partition("@")[0] != "ours":
+    if mode.partition("@")[0] not in ("ours", "before"):
         return None
     from .modes.ours import engine_totals
 
@@ -369,6 +425,7 @@ def write_report(args, bench: Bench, idle: dict, fidelity: dict | None, command:
     ratios = report.ratio_rows(cells, args.clients)
     idle_rows = report.idle_rows(idle)
     dtypes = report.dtype_rows(bench.all_cells, args.clients)
+    baseline = report.baseline_rows(bench.all_cells, args.clients)
     print("\n" + report.text_table(report.HEADER, rows))
     if ratios:
         print("\nratios (texts/s) at", args.clients, "clients:")
@@ -376,6 +433,9 @@ def write_report(args, bench: Bench, idle: dict, fidelity: dict | None, command:
     if dtypes:
         print("\ndtypes against float32 (texts/s) at", args.clients, "clients:")
         print(report.text_table(report.DTYPE_HEADER, dtypes))
+    if baseline:
+        print("\nours (this checkout) against before (--baseline) at", args.clients, "clients:")
+        print(report.text_table(report.BASELINE_HEADER, baseline))
     if idle_rows:
         print("\nidle single short text, p50 ms:")
         print(report.text_table(("contender", "p50 ms"), idle_rows))
@@ -411,6 +471,8 @@ def write_report(args, bench: Bench, idle: dict, fidelity: dict | None, command:
                "all_rounds": [c.summary() for c in bench.all_cells], "idle_p50_ms": idle,
                "fidelity": fidelity,
                "dtype_ratios": [dict(zip(report.DTYPE_HEADER, r, strict=True)) for r in dtypes],
+               "baseline_ratios": [dict(zip(report.BASELINE_HEADER, r, strict=True))
+                                   for r in baseline],
                "ratios": [dict(zip(report.RATIO_HEADER, r, strict=True)) for r in ratios]}
     (args.out / "results.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
     md = [f"Command: `{command}`", "",
@@ -421,6 +483,8 @@ def write_report(args, bench: Bench, idle: dict, fidelity: dict | None, command:
         md += [report.md_table(report.RATIO_HEADER, ratios), ""]
     if dtypes:
         md += [report.md_table(report.DTYPE_HEADER, dtypes), ""]
+    if baseline:
+        md += [report.md_table(report.BASELINE_HEADER, baseline), ""]
     if idle_rows:
         md += [report.md_table(("idle, one short text", "p50 ms"), idle_rows), ""]
     for mode, why in bench.unavailable.items():

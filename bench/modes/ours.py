@@ -9,8 +9,10 @@ workload; its peak RSS is that of the whole process.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
+import subprocess
 import sys
 import urllib.request
 
@@ -87,29 +89,54 @@ def engine_delta(before: dict, after: dict, elapsed_s: float) -> dict:
             "queue_wait_ms_per_text": mean_ms("queue_wait")}
 
 
+def baseline_env(checkout: pathlib.Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with ``checkout`` first on PYTHONPATH, so that ``python -m predictor`` run there
+    imports that checkout's package, not the venv's editable install (setuptools appends its
+    editable finder to ``sys.meta_path``, after the path entries)."""
+    rest = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(checkout), rest) if p)}
+
+
+def check_import(checkout: pathlib.Path, env: dict[str, str]) -> str:
+    """Where ``predictor`` comes from for this interpreter, cwd and environment (the server's
+    own); raises unless it is ``checkout``'s copy. Returns its ``__file__``."""
+    probe = subprocess.run([sys.executable, "-c", "import predictor; print(predictor.__file__)"],
+                           cwd=checkout, env={**os.environ, **env}, capture_output=True,
+                           text=True, timeout=120)
+    if probe.returncode != 0:
+        raise RuntimeError(f"cannot import predictor from {checkout}: "
+                           f"{probe.stderr.strip()[-500:]}")
+    where = pathlib.Path(probe.stdout.strip().splitlines()[-1]).resolve()
+    if not where.is_relative_to(checkout.resolve()):
+        raise RuntimeError(f"predictor in {checkout} resolves to {where}, not that checkout")
+    return str(where)
+
+
 def start(m3_dir: pathlib.Path, rr_dir: pathlib.Path, device: str, fp16: bool,
           log_dir: pathlib.Path, extra_args: list[str], env: dict[str, str] | None = None,
-          timeout: float = 600, dtype: str | None = None) -> tuple:
+          timeout: float = 600, dtype: str | None = None, name: str | None = None,
+          cwd: pathlib.Path | None = None) -> tuple:
     """Start the server on free ports; returns (server, base_url). ``dtype``: its
     ``--dtype`` (None: float32 on CPU, like the other contenders' defaults; fp16 rules on
-    CUDA)."""
+    CUDA). ``name``: the contender's name (log file); ``cwd``: where the server runs (the
+    baseline checkout for ``before``)."""
     http_port, grpc_port = free_port(), free_port()
     argv = [sys.executable, "-m", "predictor", "--embedder", str(m3_dir),
             "--reranker", str(rr_dir), "--embedder_name", EMBEDDER,
             "--reranker_name", RERANKER, "--device", device,
             "--use_fp16", "true" if fp16 else "false",
             "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra_args]
-    name = f"ours@{dtype}" if dtype else "ours"
+    name = name or (f"ours@{dtype}" if dtype else "ours")
     if dtype is None and not device.startswith("cuda"):
         dtype = "float32"  # plain ``ours`` runs what plain limit and library run on CPU
     if dtype is not None:
         argv += ["--dtype", dtype]
-    server = Server(name, argv, log_dir / f"{name}.log", env=env)
+    server = Server(name, argv, log_dir / f"{name}.log", env=env, cwd=cwd)
     base = f"http://127.0.0.1:{http_port}"
 
     def ready() -> bool:
         # Another user's server may hold a port we were told was free: check it is ours.
-        if not all(get_ok(f"{base}/v2/models/{name}/ready") for name in (EMBEDDER, RERANKER)):
+        if not all(get_ok(f"{base}/v2/models/{m}/ready") for m in (EMBEDDER, RERANKER)):
             return False
         with urllib.request.urlopen(f"{base}/v1/models", timeout=2) as resp:
             roots = {m.get("root") for m in json.load(resp)["data"]}
