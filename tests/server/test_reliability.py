@@ -216,8 +216,15 @@ def test_request_timeout_answers_503_and_empties_the_queue(model_dirs, tmp_path)
         time.sleep(1)
         stats = httpx.get(f"{srv.url}/stats", timeout=10).json()
         assert stats["batching"]["queue_size"] == 0
-        ok = httpx.post(f"{srv.url}/v1/embeddings", json={"input": "short"}, timeout=30)
-        assert ok.status_code == 200
+        # The server still serves. One short text can itself outlast 0.3 s on a busy machine
+        # (a 503 then is the timeout working): a wedged queue would never answer 200.
+        answers = []
+        for _ in range(20):
+            answers.append(httpx.post(f"{srv.url}/v1/embeddings", json={"input": "short"},
+                                      timeout=30).status_code)
+            if answers[-1] == 200:
+                break
+        assert answers[-1] == 200 and set(answers) <= {200, 503}, answers
     finally:
         stop_server(srv)
 
