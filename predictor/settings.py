@@ -131,10 +131,3 @@ class Settings(BaseSettings):
     @property
     def reranker_enabled(self) -> bool:
         return self.reranker.lower() != "none"
-
-    def resolved_device(self) -> str:
-        if self.device:
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
