@@ -11,11 +11,9 @@ import logging
 import sys
 from typing import get_args
 
-from predictor.settings import Settings
+from predictor.settings import Settings, parse_bool
 
 logger = logging.getLogger("predictor")
-
-_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 # flag -> help; every one maps to the Settings field of the same name.
 FLAGS = {
@@ -129,10 +127,10 @@ def _with_default(name: str, help_text: str) -> str:
 
 
 def _bool(value: str) -> bool:
-    try:
-        return _BOOL[value.strip().lower()]
-    except KeyError as exc:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}") from exc
+    parsed = parse_bool(value)
+    if parsed is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from predictor.settings import Flag, parse_bool
+
 logger = logging.getLogger(__name__)
 
 Kind = Literal["embedder", "reranker"]
@@ -46,12 +48,12 @@ class ModelSpec(BaseModel):
                                "dense, cross-encoder).")
     pooling: str | None = Field(None, description="Override pooling: cls, mean, max, "
                                 "mean_sqrt_len_tokens, weightedmean, lasttoken.")
-    normalize: bool | None = Field(None, description="Override L2 normalisation.")
+    normalize: Flag | None = Field(None, description="Override L2 normalisation.")
     query_prefix: str | None = Field(None, description="Override the text put before queries.")
     passage_prefix: str | None = Field(None, description="Override the text put before "
                                        "passages (and texts with no input_type).")
     max_length: int | None = Field(None, gt=0, description="Lower the model's token limit.")
-    trust_remote_code: bool = Field(False, description="Allow the model's own code (HF).")
+    trust_remote_code: Flag = Field(False, description="Allow the model's own code (HF).")
 
     @field_validator("aliases", mode="before")
     @classmethod
@@ -76,9 +78,6 @@ class ModelsConfigError(ValueError):
     """A bad ``--model`` spec or config file; the message says which and why."""
 
 
-_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
 def parse_model_flag(text: str) -> ModelSpec:
     """``name=e5,kind=embedder,path=intfloat/multilingual-e5-large,aliases=e5-large|me5``.
 
@@ -99,7 +98,7 @@ def parse_model_flag(text: str) -> ModelSpec:
         fields[key] = value
     for key in ("normalize", "trust_remote_code"):
         if isinstance(fields.get(key), str):
-            flag = _BOOL.get(fields[key].strip().lower())
+            flag = parse_bool(fields[key])
             if flag is None:
                 raise ModelsConfigError(f"--model {text!r}: {key} must be true or false")
             fields[key] = flag

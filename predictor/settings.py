@@ -6,9 +6,9 @@ batching knobs. pydantic-settings reads the environment; ``cli.py`` lays non-emp
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDER = "BAAI/bge-m3"
@@ -17,6 +17,39 @@ DEFAULT_RERANKER = "BAAI/bge-reranker-v2-m3"
 # tokens run faster per text than 32).
 CPU_BATCH_TOKENS = 4096
 GPU_BATCH_TOKENS = 16384
+
+
+# The one boolean vocabulary (docs/operations.md "Booleans"): flags, environment variables,
+# the models config file and V1/V2 request parameters all accept these words, in any case,
+# surrounding spaces ignored (pydantic's own set, which also parses JSON request bodies).
+TRUE_WORDS = frozenset({"true", "1", "yes", "on", "t", "y"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off", "f", "n"})
+
+
+def parse_bool(value: Any) -> bool | None:
+    """A bool, 0/1 or one of the words as a bool; None for anything else (the caller says how
+    it is wrong)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    return None
+
+
+def _bool_words(value: Any) -> Any:
+    """Words as bools before pydantic's check; anything else goes on to pydantic's own error."""
+    parsed = parse_bool(value) if isinstance(value, str) else None
+    return value if parsed is None else parsed
+
+
+#: A boolean field that reads the words above.
+Flag = Annotated[bool, BeforeValidator(_bool_words)]
 
 
 def _env(*names: str) -> AliasChoices:
@@ -37,7 +70,7 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
         "auto", validation_alias=_env("dtype", "DTYPE"))
     # Legacy alias: with dtype auto, false means float32 on CUDA; ignored on CPU.
-    use_fp16: bool = Field(True, validation_alias=_env("use_fp16", "USE_FP16"))
+    use_fp16: Flag = Field(True, validation_alias=_env("use_fp16", "USE_FP16"))
     api_token: str | None = Field(None, validation_alias=_env("api_token", "API_TOKEN"))
     sparse_token_mapping: Literal["tokenizer", "hash"] = Field(
         "tokenizer", validation_alias=_env("sparse_token_mapping", "SPARSE_TOKEN_MAPPING"))
@@ -88,7 +121,7 @@ class Settings(BaseSettings):
                                       validation_alias=_env("models_config", "MODELS_CONFIG"))
 
     # Drop-in routes of the seed services (predictor/api/http/dropin, docs/compat.md).
-    compat_routes: bool = Field(True, validation_alias=_env("compat_routes", "COMPAT_ROUTES"))
+    compat_routes: Flag = Field(True, validation_alias=_env("compat_routes", "COMPAT_ROUTES"))
 
     # HTTP connection limits (api/http_protocol.py): request head size; seconds a request head
     # may take to arrive and a body may pause.
@@ -98,10 +131,10 @@ class Settings(BaseSettings):
 
     # KServe's model repository API (/v2/repository/..., gRPC RepositoryModelLoad/Unload): an
     # unload takes a model offline until restart, so it is off unless asked for (needs a token).
-    repository_api: bool = Field(False,
+    repository_api: Flag = Field(False,
                                  validation_alias=_env("repository_api", "REPOSITORY_API"))
     # Seed 002's training routes (predictor/api/http/dropin/training.py, docs/finetune.md).
-    training: bool = Field(False, validation_alias=_env("training", "TRAINING"))
+    training: Flag = Field(False, validation_alias=_env("training", "TRAINING"))
     training_output_dir: str = Field(
         "fine-tuned", validation_alias=_env("training_output_dir", "TRAINING_OUTPUT_DIR"))
     training_backend: Literal["auto", "local", "kubernetes"] = Field(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
 import httpx
+import pytest
 
 from predictor.cli import build_parser, settings_from_args
 
@@ -76,3 +78,31 @@ def test_demo_mode_serves_random_models_and_says_so(tmp_path):
         assert "RANDOM-WEIGHT" in server.log()
     finally:
         assert stop_server(server) == 0, server.log()[-2000:]
+
+
+def test_every_boolean_reader_takes_the_same_words(monkeypatch):
+    """Flags, env, --model specs, the models config file and V2 parameters: one vocabulary."""
+    from predictor.api.params import as_bool
+    from predictor.cli import _bool
+    from predictor.errors import BadRequestError
+    from predictor.models_config import ModelsConfigError, ModelSpec, parse_model_flag
+    from predictor.settings import FALSE_WORDS, TRUE_WORDS, Settings
+
+    words = [(w, True) for w in TRUE_WORDS] + [(w, False) for w in FALSE_WORDS]
+    for word, truth in [(v, t) for w, t in words for v in (w, f" {w.upper()} ")]:
+        assert _bool(word) is truth
+        monkeypatch.setenv("USE_FP16", word)
+        assert Settings().use_fp16 is truth
+        assert parse_model_flag(f"p,normalize={word}").normalize is truth
+        assert ModelSpec(path="p", trust_remote_code=word).trust_remote_code is truth
+        assert as_bool(word, "truncate") is truth
+    for word in ("maybe", "2", "", "enable"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _bool(word)
+        monkeypatch.setenv("USE_FP16", word)
+        with pytest.raises(ValueError):
+            Settings()
+        with pytest.raises(ModelsConfigError):
+            parse_model_flag(f"p,normalize={word}")
+        with pytest.raises(BadRequestError):
+            as_bool(word, "truncate")
