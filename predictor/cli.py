@@ -255,7 +255,7 @@ def build_models(settings: Settings) -> list:
     from predictor.api.kserve.embedder import EmbedderModel
     from predictor.api.kserve.reranker import RerankerModel
     from predictor.models_config import ModelsConfigError, resolve_specs
-    from predictor.runtime.families import detect_kind, short_names
+    from predictor.runtime.families import detect_kind
 
     try:
         specs = resolve_specs(settings)
@@ -271,7 +271,6 @@ def build_models(settings: Settings) -> list:
                                   default_family="bge-m3" if legacy else None)
         else:
             model = RerankerModel(spec.served_name, spec.path, settings, spec)
-        model.aliases = tuple(dict.fromkeys((*spec.aliases, *short_names(spec.path))))
         models.append(model)
     if not models:
         raise SystemExit("Both --embedder and --reranker are 'none': nothing to serve.")

@@ -106,3 +106,19 @@ def test_every_boolean_reader_takes_the_same_words(monkeypatch):
             parse_model_flag(f"p,normalize={word}")
         with pytest.raises(BadRequestError):
             as_bool(word, "truncate")
+
+
+def test_a_models_aliases_are_computed_once_in_its_spec():
+    """Explicit aliases then the short names, in ``resolve_specs``; the served model reads them."""
+    from predictor.api.kserve.reranker import RerankerModel
+    from predictor.models_config import resolve_specs
+    from predictor.settings import Settings
+
+    settings = Settings(model_specs=["path=jinaai/jina-reranker-v2-base-multilingual,"
+                                     "kind=reranker,aliases=jr|jina-reranker-v2-multilingual"])
+    (spec,) = resolve_specs(settings)
+    assert spec.aliases == ("jr", "jina-reranker-v2-multilingual")
+    (spec,) = resolve_specs(Settings(model_specs=["path=nvidia/NV-Embed-v2,name=nv"]))
+    assert spec.aliases == ("nv-embed-v2",)
+    model = RerankerModel(spec.served_name, spec.path, settings, spec)
+    assert model.aliases == ("nv-embed-v2",)
