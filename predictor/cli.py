@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from exc
 
     import kserve
+    import torch
     from kserve import model_server
 
     from predictor.api.http.app import install_routes
@@ -348,7 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     from predictor.api.kserve.grpc_guard import GuardedGRPCServer
     from predictor.shutdown import drain_models_on_signal, exit_now
 
-    install_routes(model_server.app, ServedModels(models), settings)
+    install_routes(model_server.app, ServedModels(models), settings,
+                   gpu_available=torch.cuda.is_available)
     redact_access_logs()
     install_http_protocol(settings.max_header_bytes, settings.read_timeout)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
