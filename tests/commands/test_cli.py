@@ -122,3 +122,23 @@ def test_a_models_aliases_are_computed_once_in_its_spec():
     assert spec.aliases == ("nv-embed-v2",)
     model = RerankerModel(spec.served_name, spec.path, settings, spec)
     assert model.aliases == ("nv-embed-v2",)
+
+
+def test_every_setting_is_one_flag_with_its_env_and_group():
+    """A knob is written once (``settings.knob``): its flag, group and env come from there."""
+    from predictor.cli import FLAGS, GROUP_TITLES
+    from predictor.settings import Settings
+
+    parser = build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    by_flag = {"model_specs", "models_config", "demo"}  # written out in build_parser
+    for name, field in Settings.model_fields.items():
+        assert name in actions, f"setting {name} has no flag: declare it with settings.knob"
+        if name in by_flag:
+            continue
+        assert FLAGS[name]["group"] in GROUP_TITLES
+        aliases = getattr(field.validation_alias, "choices", ())
+        if len(aliases) > 1:
+            assert f"env {aliases[-1]}" in actions[name].help, name
+    settings = settings_from_args(parser.parse_args(["--max_queue_size", "7", "--training"]))
+    assert settings.max_queue_size == 7 and settings.training is True
