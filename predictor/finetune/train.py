@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from predictor.finetune.data import Pairs
-from predictor.finetune.events import PREFIX, TRAINING_FILE, event_line
+from predictor.finetune.events import TRAINING_FILE, event_line
 
 logger = logging.getLogger("predictor.finetune")
 
@@ -262,8 +262,6 @@ class Progress:
     reads back (``events.read_events``), from a child's log or a Job pod's log, for
     ``/train-status``.
     """
-
-    PREFIX = PREFIX
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stderr
