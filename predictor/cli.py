@@ -2,6 +2,7 @@
 
 Flags come on top of ``kserve.model_server.parser`` (``--http_port``, ``--grpc_port``, ...).
 Environment variables give the defaults (``settings.py``); a flag given on the command line wins.
+Each of our flags is a ``settings.knob`` field: a new knob is one field there, nothing here.
 """
 
 from __future__ import annotations
