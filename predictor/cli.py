@@ -2,6 +2,7 @@
 
 Flags come on top of ``kserve.model_server.parser`` (``--http_port``, ``--grpc_port``, ...).
 Environment variables give the defaults (``settings.py``); a flag given on the command line wins.
+Each of our flags is a ``settings.knob`` field: a new knob is one field there, nothing here.
 """
 
 from __future__ import annotations
@@ -9,90 +10,28 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import get_args
+from typing import Any, get_args
 
-from predictor.settings import Settings
+from predictor.settings import Settings, parse_bool
 
 logger = logging.getLogger("predictor")
 
-_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-# flag -> help; every one maps to the Settings field of the same name.
-FLAGS = {
-    "embedder": "BGE-M3 model: local directory or Hugging Face id; 'none' disables "
-                "(env EMBEDDING_MODEL_NAME, default BAAI/bge-m3)",
-    "reranker": "Cross-encoder: local directory or Hugging Face id; 'none' disables "
-                "(env RERANKER_MODEL_NAME, default BAAI/bge-reranker-v2-m3)",
-    "embedder_name": "Name of the embedder in V2 routes and the 'model' field (default bge-m3)",
-    "reranker_name": "Name of the reranker (default bge-reranker)",
-    "device": "auto (every visible GPU, else cpu), cpu, cuda, cuda:N, or several: "
-              "cuda:0,cuda:1 (env DEVICE; default auto)",
-    "use_fp16": "Half precision on CUDA, ignored on CPU (env USE_FP16, default true); "
-                "an alias: with --dtype auto, false means float32 on CUDA",
-    "dtype": "auto, float32, bfloat16, float16 or int8 (env DTYPE, default auto: float16 on "
-             "CUDA, bfloat16 on a CPU with native bf16, else float32; int8: CPU, on request)",
-    "api_token": "Bearer token required on inference routes (env API_TOKEN)",
-    "sparse_token_mapping": "Sparse index mapping: tokenizer or hash (env SPARSE_TOKEN_MAPPING)",
-    "sparse_index_space": "Modulus of the hash mapping (env SPARSE_INDEX_SPACE, default 1048576)",
-    "max_batch_tokens": "Padded-token budget of one forward pass (env MAX_BATCH_TOKENS; "
-                        "default 4096 on CPU, 16384 on GPU)",
-    "max_batch_size": "Most sequences in one forward pass (env MAX_BATCH_SIZE)",
-    "batch_wait_ms": "Longest wait for a batch to fill, in ms (env BATCH_WAIT_MS)",
-    "sub_batches": "auto: on CPU, split a batch by length where padding costs more than "
-                   "another forward call; off: never (env SUB_BATCHES)",
-    "max_input_texts": "Most texts in one embeddings request (env MAX_INPUT_TEXTS)",
-    "max_rerank_documents": "Most documents in one rerank request (env MAX_RERANK_DOCUMENTS)",
-    "max_request_tokens": "Most tokens in one request, all texts together (env MAX_REQUEST_TOKENS)",
-    "max_request_bytes": "Largest request body in bytes; 413 beyond (env MAX_REQUEST_BYTES)",
-    "max_tokenize_chars": "Most characters of text tokenised at once, all requests together; "
-                          "one request over it: 413 (env MAX_TOKENIZE_CHARS)",
-    "max_colbert_tokens": "Most ColBERT vectors (tokens) in one response; 400 beyond "
-                          "(env MAX_COLBERT_TOKENS)",
-    "max_queue_size": "Most items (texts or pairs) waiting per model; 429 beyond "
-                      "(env MAX_QUEUE_SIZE)",
-    "request_timeout": "Seconds a request may wait for the model; 503 beyond "
-                       "(env REQUEST_TIMEOUT)",
-    "compat_routes": "Serve the seed services' drop-in routes (/health, /vectorize..., /models, "
-                     "/api/embed; docs/compat.md) (env COMPAT_ROUTES, default true)",
-    "grace_period": "Seconds after SIGTERM for admitted requests to finish; those still running "
-                    "then get 503 shutting_down and the process exits 0 (env GRACE_PERIOD, "
-                    "default 30; keep terminationGracePeriodSeconds above it)",
-    "max_header_bytes": "Largest request head (request line and headers) in bytes; 431 "
-                        "beyond (env MAX_HEADER_BYTES, default 65536)",
-    "read_timeout": "Seconds a connection may take to send a request head, or pause in a body; "
-                    "408 beyond (env READ_TIMEOUT, default 30)",
-    "repository_api": "Allow KServe's model repository API (load/unload over REST and gRPC); "
-                      "needs --api_token (env REPOSITORY_API, default false)",
-    "training": "Serve seed 002's /fine-tune, /fine-tune-lora and /train-status routes "
-                "(docs/finetune.md) (env TRAINING, default false)",
-    "training_output_dir": "Where the training routes write models, <dir>/<model_name> "
-                           "(env TRAINING_OUTPUT_DIR, default fine-tuned)",
-    "training_backend": "auto (a Kubernetes Job when in a pod allowed to create Jobs, else a "
-                        "child process), local or kubernetes (env TRAINING_BACKEND)",
-    "training_job_template": "YAML/JSON Job template for cluster training "
-                             "(env TRAINING_JOB_TEMPLATE; the chart mounts one)",
-    "training_image": "Image of cluster training Jobs without a template (env TRAINING_IMAGE)",
-}
+def _knobs() -> dict[str, dict[str, Any]]:
+    """Every ``settings.knob`` field, in order: name -> its group, help (``{env}`` filled in)
+    and extra argparse arguments. The one table of flags: a knob is added in settings.py."""
+    knobs = {}
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra
+        if not isinstance(extra, dict) or "help" not in extra:
+            continue
+        aliases = getattr(field.validation_alias, "choices", ())
+        env = str(aliases[-1]) if len(aliases) > 1 else name.upper()
+        knobs[name] = {**extra, "help": str(extra["help"]).replace("{env}", env)}
+    return knobs
 
 
-# flag -> its --help group; a flag not listed here shows under "Other server options".
-FLAG_GROUPS = {
-    "embedder": "models", "reranker": "models", "embedder_name": "models",
-    "reranker_name": "models",
-    "device": "device", "use_fp16": "device", "dtype": "device",
-    "api_token": "security",
-    "sparse_token_mapping": "sparse", "sparse_index_space": "sparse",
-    "max_batch_tokens": "batching", "max_batch_size": "batching", "batch_wait_ms": "batching",
-    "sub_batches": "batching",
-    "max_input_texts": "limits", "max_rerank_documents": "limits",
-    "max_request_tokens": "limits", "max_request_bytes": "limits", "max_queue_size": "limits",
-    "max_tokenize_chars": "limits", "max_colbert_tokens": "limits",
-    "request_timeout": "limits", "grace_period": "limits",
-    "max_header_bytes": "limits", "read_timeout": "limits",
-    "compat_routes": "routes", "repository_api": "security",
-    "training": "training", "training_output_dir": "training", "training_backend": "training",
-    "training_job_template": "training", "training_image": "training",
-}
+# flag -> its group, --help text and extra argparse arguments (from the Settings fields).
+FLAGS = _knobs()
 GROUP_TITLES = {
     "models": "Models to serve",
     "device": "Device and precision",
@@ -129,10 +68,19 @@ def _with_default(name: str, help_text: str) -> str:
 
 
 def _bool(value: str) -> bool:
-    try:
-        return _BOOL[value.strip().lower()]
-    except KeyError as exc:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}") from exc
+    parsed = parse_bool(value)
+    if parsed is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return parsed
+
+
+def _flag_type(annotation: Any) -> Any:
+    """argparse's ``type`` for a setting: ``_bool``, int or float by its annotation, else str."""
+    kinds = [a for a in (get_args(annotation) or (annotation,)) if a is not type(None)]
+    for kind, parse in ((bool, _bool), (int, int), (float, float)):
+        if kinds == [kind]:
+            return parse
+    return str
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,19 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="KServe predictor for BGE-M3 embeddings and cross-encoder reranking.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     groups = {key: parser.add_argument_group(title) for key, title in GROUP_TITLES.items()}
-    types = {"use_fp16": _bool, "sparse_index_space": int, "max_batch_tokens": int,
-             "max_batch_size": int, "batch_wait_ms": float, "max_input_texts": int,
-             "max_rerank_documents": int, "max_request_tokens": int, "max_request_bytes": int,
-             "max_queue_size": int, "request_timeout": float, "compat_routes": _bool,
-             "repository_api": _bool, "grace_period": float, "training": _bool}
-    types |= {"max_tokenize_chars": int, "max_colbert_tokens": int}
-    types |= {"max_header_bytes": int, "read_timeout": float}
-    extra = {"training": {"nargs": "?", "const": True},  # a bare --training turns it on
-             "dtype": {"choices": get_args(Settings.model_fields["dtype"].annotation)}}
-    for name, help_text in FLAGS.items():
-        group = groups[FLAG_GROUPS.get(name, "other")]
-        group.add_argument(f"--{name}", type=types.get(name, str), default=None,
-                           help=_with_default(name, help_text), **extra.get(name, {}))
+    for name, knob in FLAGS.items():
+        annotation = Settings.model_fields[name].annotation
+        extra = dict(knob["flag"])
+        if extra.get("choices") == "literal":
+            extra["choices"] = get_args(annotation)
+        groups[knob["group"]].add_argument(f"--{name}", type=_flag_type(annotation),
+                                           default=None,
+                                           help=_with_default(name, knob["help"]), **extra)
     models = groups["models"]
     models.add_argument(
         "--model", action="append", default=None, metavar="SPEC", dest="model_specs",
@@ -257,7 +200,7 @@ def build_models(settings: Settings) -> list:
     from predictor.api.kserve.embedder import EmbedderModel
     from predictor.api.kserve.reranker import RerankerModel
     from predictor.models_config import ModelsConfigError, resolve_specs
-    from predictor.runtime.families import detect_kind, short_names
+    from predictor.runtime.families import detect_kind
 
     try:
         specs = resolve_specs(settings)
@@ -273,7 +216,6 @@ def build_models(settings: Settings) -> list:
                                   default_family="bge-m3" if legacy else None)
         else:
             model = RerankerModel(spec.served_name, spec.path, settings, spec)
-        model.aliases = tuple(dict.fromkeys((*spec.aliases, *short_names(spec.path))))
         models.append(model)
     if not models:
         raise SystemExit("Both --embedder and --reranker are 'none': nothing to serve.")
@@ -341,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from exc
 
     import kserve
+    import torch
     from kserve import model_server
 
     from predictor.api.http.app import install_routes
@@ -351,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     from predictor.api.kserve.grpc_guard import GuardedGRPCServer
     from predictor.shutdown import drain_models_on_signal, exit_now
 
-    install_routes(model_server.app, ServedModels(models), settings)
+    install_routes(model_server.app, ServedModels(models), settings,
+                   gpu_available=torch.cuda.is_available)
     redact_access_logs()
     install_http_protocol(settings.max_header_bytes, settings.read_timeout)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,

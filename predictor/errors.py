@@ -15,6 +15,21 @@ from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 _GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                 404: "NOT_FOUND",
                 413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+# The ``type`` of an error that has none of its own (Starlette's 404/405, KServe's errors...).
+_HTTP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+               429: "rate_limit_error", 503: "service_unavailable"}
+
+
+def error_type_for(status: int) -> str:
+    """The OpenAI ``type`` for an HTTP status (``server_error`` for any other)."""
+    return _HTTP_TYPES.get(status, "server_error")
+
+
+def error_body(message: str, *, error_type: str, param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """The one error shape every route, middleware and the wire layer answer with."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 class ApiError(Exception):
@@ -44,8 +59,8 @@ class ApiError(Exception):
         return GrpcException(details=self.message, status_code=code)
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.error_type,
-                          "param": self.param, "code": self.code}}
+        return error_body(self.message, error_type=self.error_type, param=self.param,
+                          code=self.code)
 
 
 class BadRequestError(ApiError, InvalidInput):
@@ -111,11 +126,6 @@ class OverloadedError(ApiError):
 
     status_code = 503
     error_type = "service_unavailable"
-
-
-class ServerError(ApiError):
-    status_code = 500
-    error_type = "server_error"
 
 
 class NotReadyError(ApiError, ModelNotReady):

@@ -14,7 +14,9 @@ a request names no model):
    repeatable (env ``MODEL_SPECS``, a JSON list of such strings): ``key=value`` pairs
    separated by commas, aliases separated by ``|``.
 
-Names must be unique, and an explicit alias may not be another model's name or alias.
+Names must be unique, and an explicit alias may not be another model's name or alias. Each
+model also answers to its short names (``SHORT_NAMES``, seed 003's list); ``resolve_specs`` is
+the one place a model's final aliases are computed.
 """
 
 from __future__ import annotations
@@ -26,9 +28,35 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from predictor.settings import Flag, parse_bool
+
 logger = logging.getLogger(__name__)
 
 Kind = Literal["embedder", "reranker"]
+
+
+# Short names of well-known models (seed 003's list) where they differ from the id's last
+# segment; the last segment itself is always an alias (``api/http/registry.aliases_of``).
+SHORT_NAMES: dict[str, tuple[str, ...]] = {
+    "hotchpotch/japanese-reranker-cross-encoder-large-v1": ("japanese-reranker-large",),
+    "hotchpotch/japanese-reranker-cross-encoder-base-v1": ("japanese-reranker-base",),
+    "hotchpotch/japanese-reranker-cross-encoder-small-v1": ("japanese-reranker-small",),
+    "hotchpotch/japanese-bge-reranker-v2-m3-v1": ("japanese-bge-v2-m3",),
+    "jinaai/jina-reranker-v2-base-multilingual": ("jina-reranker-v2-multilingual",),
+    "alibaba-nlp/gte-multilingual-reranker-base": ("gte-multilingual-reranker",),
+    "mixedbread-ai/mxbai-rerank-large-v1": ("mxbai-rerank-large",),
+    "jinaai/jina-reranker-v1-turbo-en": ("jina-reranker-turbo",),
+    "mu-kindai/japanese-simcse-bert-large-unsup": ("japanese-simcse-large",),
+    "sonoisa/sentence-luke-japanese-base-lite": ("luke-japanese-base",),
+    "pkshatech/glucose-base-ja-v2": ("glucose-ja-v2",),
+    "nvidia/nv-embed-v2": ("nv-embed-v2",),
+    "intfloat/e5-mistral-7b-instruct": ("e5-mistral-7b",),
+    "mixedbread-ai/mxbai-embed-large-v1": ("mxbai-embed-large",),
+}
+
+
+def short_names(model_id: str) -> tuple[str, ...]:
+    return SHORT_NAMES.get(model_id.strip().rstrip("/").lower(), ())
 
 
 class ModelSpec(BaseModel):
@@ -46,12 +74,12 @@ class ModelSpec(BaseModel):
                                "dense, cross-encoder).")
     pooling: str | None = Field(None, description="Override pooling: cls, mean, max, "
                                 "mean_sqrt_len_tokens, weightedmean, lasttoken.")
-    normalize: bool | None = Field(None, description="Override L2 normalisation.")
+    normalize: Flag | None = Field(None, description="Override L2 normalisation.")
     query_prefix: str | None = Field(None, description="Override the text put before queries.")
     passage_prefix: str | None = Field(None, description="Override the text put before "
                                        "passages (and texts with no input_type).")
     max_length: int | None = Field(None, gt=0, description="Lower the model's token limit.")
-    trust_remote_code: bool = Field(False, description="Allow the model's own code (HF).")
+    trust_remote_code: Flag = Field(False, description="Allow the model's own code (HF).")
 
     @field_validator("aliases", mode="before")
     @classmethod
@@ -76,9 +104,6 @@ class ModelsConfigError(ValueError):
     """A bad ``--model`` spec or config file; the message says which and why."""
 
 
-_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
 def parse_model_flag(text: str) -> ModelSpec:
     """``name=e5,kind=embedder,path=intfloat/multilingual-e5-large,aliases=e5-large|me5``.
 
@@ -99,7 +124,7 @@ def parse_model_flag(text: str) -> ModelSpec:
         fields[key] = value
     for key in ("normalize", "trust_remote_code"):
         if isinstance(fields.get(key), str):
-            flag = _BOOL.get(fields[key].strip().lower())
+            flag = parse_bool(fields[key])
             if flag is None:
                 raise ModelsConfigError(f"--model {text!r}: {key} must be true or false")
             fields[key] = flag
@@ -150,7 +175,9 @@ def _validate(fields: dict[str, Any], where: str) -> ModelSpec:
 def resolve_specs(settings: Any) -> list[ModelSpec]:
     """Every model to serve, in order: SPEC flags, config file, ``--model`` flags.
 
-    ``kind`` may still be None here (detected when the model is loaded).
+    ``kind`` may still be None here (detected when the model is loaded). ``aliases`` are final:
+    the explicit ones, then the model's short names (``SHORT_NAMES``); the served models only
+    read them.
     """
     extra: list[ModelSpec] = []
     if settings.models_config:
@@ -166,7 +193,8 @@ def resolve_specs(settings: Any) -> list[ModelSpec]:
                                kind="reranker"))
     specs += extra
     check_unique(specs)
-    return specs
+    return [spec.model_copy(update={"aliases": tuple(dict.fromkeys(
+        (*spec.aliases, *short_names(spec.path))))}) for spec in specs]
 
 
 def check_unique(specs: list[ModelSpec]) -> None:

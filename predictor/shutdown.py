@@ -24,7 +24,10 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable
 
 from fastapi import FastAPI
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from predictor.errors import OverloadedError
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +84,6 @@ class InFlightTracker:
 
     async def cut(self) -> int:
         """Answer 503 ``shutting_down`` to every request that has no response yet."""
-        from predictor.api.http.error_handlers import error_response
-
         async def no_body() -> Message:
             return {"type": "http.disconnect"}
 
@@ -92,9 +93,11 @@ class InFlightTracker:
                 continue
             state.cut = True
             count += 1
-            response = error_response(
-                503, "The server is shutting down and its grace period is over; retry on "
-                     "another replica.", code="shutting_down", headers={"Retry-After": "1"})
+            error = OverloadedError(
+                "The server is shutting down and its grace period is over; retry on another "
+                "replica.", code="shutting_down", headers={"Retry-After": "1"})
+            response = JSONResponse(error.body(), status_code=error.status_code,
+                                    headers=error.headers)
             try:
                 await response(state.scope, no_body, state.send)
             except Exception:  # the client is gone: nothing to answer

@@ -5,18 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from predictor.errors import BadRequestError
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+from predictor.settings import parse_bool
 
 
 def as_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
+    """A V2 parameter as a bool: the words of ``settings.TRUE_WORDS`` / ``FALSE_WORDS``."""
+    parsed = parse_bool(value)
+    if parsed is not None:
+        return parsed
     raise BadRequestError(f"Parameter '{name}' must be a boolean, got {value!r}.", param=name)
 
 

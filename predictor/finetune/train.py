@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from predictor.finetune.data import Pairs
+from predictor.finetune.events import TRAINING_FILE, event_line
 
 logger = logging.getLogger("predictor.finetune")
 
@@ -39,7 +40,6 @@ METHODS = ("full", "lora", "qlora")
 HEADS = ("all", "dense")
 CHECKPOINT_DIR = ".checkpoints"
 RUN_FILE = "run.json"
-TRAINING_FILE = "training.json"
 #: Tokenizer and sentence-transformers description files copied from the base model.
 COPIED_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -258,18 +258,17 @@ def build(params: Params, model_dir: Path) -> Built:
 class Progress:
     """A tqdm bar and one JSON line per logged step on stderr (``finetune: {...}``).
 
-    The JSON lines are what ``predictor.api.http.dropin.training`` reads back, from a child's log
-    or a Job pod's log, for ``/train-status``.
+    The JSON lines (``events.event_line``) are what ``predictor.api.http.dropin.training``
+    reads back (``events.read_events``), from a child's log or a Job pod's log, for
+    ``/train-status``.
     """
-
-    PREFIX = "finetune: "
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stderr
         self.bar = None
 
     def event(self, event: str, **fields: Any) -> None:
-        line = self.PREFIX + json.dumps({"event": event, **fields}, sort_keys=True)
+        line = event_line(event, **fields)
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
         else:

@@ -8,6 +8,8 @@ size limit, lone-surrogate check, plain-JSON V2 content type.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 
 from predictor.api.http import dropin, models, stats
@@ -27,14 +29,18 @@ from predictor.settings import Settings
 PREFIXES = ("", "/openai")
 
 
-def install_routes(app: FastAPI, served: ServedModels, settings: Settings) -> None:
+def install_routes(app: FastAPI, served: ServedModels, settings: Settings, *,
+                   gpu_available: Callable[[], bool] | None = None) -> None:
+    """``gpu_available``: whether this process sees a CUDA GPU (the composition root knows;
+    the training routes refuse Q-LoRA without one)."""
     routers = [embeddings_router.build_router(served), models.build_router(served),
                rerank_router.build_router(served)]
     for prefix in PREFIXES:
         for router in routers:
             app.include_router(router, prefix=prefix, include_in_schema=prefix == "")
     app.include_router(stats.build_router(served, settings))
-    app.include_router(dropin.build_router(served, settings))  # seed drop-in routes
+    app.include_router(dropin.build_router(served, settings,  # seed drop-in routes
+                                           gpu_available=gpu_available))
     app.add_middleware(V2JsonContentType)  # added first = innermost
     app.add_middleware(RejectLoneSurrogates)
     app.add_middleware(V2JsonResponseType)  # labels V2 JSON we render (responses.py)

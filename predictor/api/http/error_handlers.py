@@ -11,21 +11,16 @@ from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotR
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from predictor.api.http.responses import NumpyJSONResponse
-from predictor.errors import ApiError
+from predictor.errors import ApiError, error_body, error_type_for
 
 logger = logging.getLogger(__name__)
-
-_HTTP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
-               429: "rate_limit_error", 503: "service_unavailable"}
 
 
 def error_response(status: int, message: str, *, param: str | None = None,
                    code: str | None = None, error_type: str | None = None,
                    headers: dict[str, str] | None = None) -> NumpyJSONResponse:
-    body = {"error": {"message": message,
-                      "type": error_type or _HTTP_TYPES.get(status, "server_error"),
-                      "param": param, "code": code}}
+    body = error_body(message, error_type=error_type or error_type_for(status), param=param,
+                      code=code)
     return NumpyJSONResponse(body, status_code=status, headers=headers)
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from predictor.errors import error_body
+
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -110,8 +112,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _send_error(self, status: int, message: str, code: str) -> None:
         self._disarm()
-        body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                     "param": None, "code": code}}).encode()
+        body = json.dumps(error_body(message, error_type="invalid_request_error",
+                                     code=code)).encode()
         content = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])

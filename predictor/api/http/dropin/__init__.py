@@ -26,6 +26,8 @@ only with ``--training`` (``TRAINING=true``), whatever ``--compat_routes`` says.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 
 from predictor.api.http.dropin import health, model_list, ollama, training, vectorize
@@ -35,20 +37,22 @@ from predictor.settings import Settings
 DROP_INS = (health, vectorize, model_list, ollama)
 
 
-def compat_routers(served: ServedModels, settings: Settings) -> list[APIRouter]:
+def compat_routers(served: ServedModels, settings: Settings, *,
+                   gpu_available: Callable[[], bool] | None = None) -> list[APIRouter]:
     """The seeds' own routers (none when ``compat_routes`` is off), and the training routes
-    when ``training`` is on."""
+    when ``training`` is on (``gpu_available``: see ``training.build_routers``)."""
     routers = []
     if getattr(settings, "compat_routes", True):
         routers = [router for module in DROP_INS for router in module.build_routers(served)]
     if getattr(settings, "training", False):
-        routers += training.build_routers(served, settings)
+        routers += training.build_routers(served, settings, gpu_available=gpu_available)
     return routers
 
 
-def build_router(served: ServedModels, settings: Settings) -> APIRouter:
+def build_router(served: ServedModels, settings: Settings, *,
+                 gpu_available: Callable[[], bool] | None = None) -> APIRouter:
     """All of them in one router, for ``app.install_routes``."""
     router = APIRouter()
-    for sub in compat_routers(served, settings):
+    for sub in compat_routers(served, settings, gpu_available=gpu_available):
         router.include_router(sub)
     return router

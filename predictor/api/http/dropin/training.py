@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +49,7 @@ from predictor.errors import (
 )
 from predictor.finetune import job as jobs
 from predictor.finetune.data import MIN_PAIRS, Pairs, parse_lines
-from predictor.finetune.train import TRAINING_FILE, Progress
+from predictor.finetune.events import TRAINING_FILE, read_events, status_from
 from predictor.settings import Settings
 
 logger = logging.getLogger("predictor.training")
@@ -92,45 +92,6 @@ class TrainStatus(BaseModel):
     error: str | None = None
     steps: int
     epoch: int
-
-
-# --------------------------------------------------------------------------- progress lines
-
-def read_events(text: str) -> list[dict]:
-    """The ``finetune: {...}`` events in a log (tqdm's carriage returns split lines too)."""
-    events = []
-    for line in re.split(r"[\r\n]+", text):
-        start = line.find(Progress.PREFIX + "{")
-        if start < 0:
-            continue
-        try:
-            events.append(json.loads(line[start + len(Progress.PREFIX):]))
-        except ValueError:
-            continue
-    return events
-
-
-def status_from(events: list[dict], state: str, output: str, tail: str = "") -> dict:
-    """Seed 002's status shape from the events and the run's state."""
-    progress = next((e for e in reversed(events) if e.get("event") == "progress"), None)
-    error = next((e for e in reversed(events) if e.get("event") == "error"), None)
-    steps = int(progress["step"]) if progress else 0
-    total = int(progress["max_steps"]) if progress and progress.get("max_steps") else 0
-    body = {"status": state, "progress": int(100 * steps / total) if total else 0,
-            "message": "", "error": None, "steps": steps,
-            "epoch": int(progress.get("epoch") or 0) if progress else 0}
-    if state == "pending":
-        body["message"] = "Waiting to start..."
-    elif state == "running":
-        body["message"] = "Training..." if progress else "Loading the model..."
-        if any(e.get("event") == "export" for e in events):
-            body["message"] = "Saving the model..."
-    elif state == "completed":
-        body.update(progress=100, message=f"Training completed; model saved to {output}")
-    else:
-        body["message"] = "Training failed"
-        body["error"] = (error or {}).get("message") or tail.strip()[-2000:] or "unknown error"
-    return body
 
 
 # --------------------------------------------------------------------------- backends
@@ -335,7 +296,11 @@ def command_args(req: FineTuneRequest, base: str, output: Path) -> list[str]:
     return args
 
 
-def build_routers(served: ServedModels, settings: Settings) -> list[APIRouter]:
+def build_routers(served: ServedModels, settings: Settings, *,
+                  gpu_available: Callable[[], bool] | None = None) -> list[APIRouter]:
+    """``gpu_available``: told by the composition root (this layer has no torch). Without it a
+    Q-LoRA request on a machine with no GPU is refused by the training command instead (the
+    job fails with that message)."""
     router = APIRouter(tags=["compat: seed 002 training"], responses=ERROR_RESPONSES)
     root = Path(settings.training_output_dir)
     state: dict[str, Any] = {}
@@ -370,10 +335,8 @@ def build_routers(served: ServedModels, settings: Settings) -> list[APIRouter]:
         base, output, data = check(req)
         runner = await asyncio.to_thread(backend)
         if isinstance(req, FineTuneLoraRequest) and req.use_qlora \
-                and isinstance(runner, LocalBackend):
-            import torch
-
-            if not torch.cuda.is_available():
+                and isinstance(runner, LocalBackend) and gpu_available is not None:
+            if not gpu_available():
                 raise BadRequestError("use_qlora needs a CUDA GPU (4-bit weights) and this "
                                       "server has none; use LoRA (use_qlora: false).",
                                       param="use_qlora", code="qlora_unavailable")
