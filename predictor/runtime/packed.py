@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from predictor.core.types import Embedding, EncodeItem, Output, ScoreItem
 from predictor.runtime.device_sparse import lexical_weights
+from predictor.runtime.runner_base import releasing_cuda_memory
 
 logger = logging.getLogger(__name__)
 
@@ -200,11 +201,8 @@ class PackedM3:
         self.unused = torch.as_tensor(runner.unused_token_ids, device=runner.device)
 
     def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
-        try:
+        with releasing_cuda_memory():
             return self._run(items)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise
 
     def _run(self, items: Sequence[EncodeItem]) -> list[Embedding]:
         started = time.monotonic()
@@ -306,11 +304,8 @@ class PackedReranker:
                 and hasattr(model, "classifier") and model.base_model is not model)
 
     def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
-        try:
+        with releasing_cuda_memory():
             return self._run(items)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise
 
     @torch.inference_mode()
     def _run(self, items: Sequence[ScoreItem]) -> list[float]:

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from predictor.core.ports import LoadedRunner, Precision, StageObserver
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,15 +70,53 @@ def run_in_sub_batches(items: Sequence[T], lengths: Sequence[int],
 class SplitByLength:
     """Runs a runner's batches as the sub-batches ``plan`` finds (the engine's runner on CPU).
 
-    ``call_cost_tokens`` is None until ``measure()`` ran on the worker thread: a batch is then
-    one call, as it is for the wrapped runner itself.
+    It stands in for the runner it wraps: a ``LoadedRunner`` (``predictor/core/ports.py``)
+    whose facts are the wrapped runner's, read through, never copied (``observe_stage`` set
+    here is set there). ``call_cost_tokens`` is None until ``measure()`` ran on the worker
+    thread: a batch is then one call, as it is for the wrapped runner itself.
     """
 
-    def __init__(self, runner: Any):
+    def __init__(self, runner: LoadedRunner):
         self.runner = runner
-        self.retryable_errors = tuple(getattr(runner, "retryable_errors", ()))
         self.call_cost_tokens: float | None = None
 
+    # -- the wrapped runner's facts (LoadedRunner) ----------------------------------------
+    @property
+    def device(self) -> str:
+        return self.runner.device
+
+    @property
+    def retryable_errors(self) -> tuple[type[BaseException], ...]:
+        return self.runner.retryable_errors
+
+    @property
+    def family(self) -> str:
+        return self.runner.family
+
+    @property
+    def max_length(self) -> int:
+        return self.runner.max_length
+
+    @property
+    def precision(self) -> Precision:
+        return self.runner.precision
+
+    @property
+    def half(self) -> bool:
+        return self.runner.half
+
+    @property
+    def observe_stage(self) -> StageObserver | None:
+        return self.runner.observe_stage
+
+    @observe_stage.setter
+    def observe_stage(self, observe: StageObserver | None) -> None:
+        self.runner.observe_stage = observe
+
+    def forward_shape(self, rows: int, width: int) -> None:
+        self.runner.forward_shape(rows, width)
+
+    # -- batches -----------------------------------------------------------------------
     def measure(self) -> float:
         self.call_cost_tokens = measure_call_cost(self.runner.forward_shape)
         return self.call_cost_tokens
