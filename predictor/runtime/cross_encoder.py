@@ -38,12 +38,12 @@ class CrossEncoderRunner(RunnerBase):
         except ImportError:  # the offline GPU kit: same loading (flag_free.py)
             from predictor.runtime.flag_free import FlagReranker
 
-        self._init_device(device, use_fp16, dtype)
+        precision = self._init_device(device, use_fp16, dtype)
         flag = FlagReranker(model_name_or_path, use_fp16=self.half, devices=self.device,
                             trust_remote_code=trust_remote_code)
         self.tokenizer = flag.tokenizer
         # The transformer under the classification head, as transformers names it.
-        self.model = apply_precision(flag.model, self.precision, self.device,
+        self.model = apply_precision(flag.model, precision, self.device,
                                      flag.model.base_model_prefix, model_name_or_path)
         if int(getattr(self.model.config, "num_labels", 1)) != 1:
             raise ValueError(f"{model_name_or_path} has {self.model.config.num_labels} labels; "

@@ -67,13 +67,13 @@ class DenseRunner(EmbedderBase):
         super().__init__()
         self.config = config
         self.family = config.family
-        self._init_device(device, use_fp16, dtype)
+        precision = self._init_device(device, use_fp16, dtype)
         sub = {"subfolder": config.transformer_folder} if config.transformer_folder else {}
         self.tokenizer = AutoTokenizer.from_pretrained(
             model_name_or_path, trust_remote_code=config.trust_remote_code, **sub)
         self.model = AutoModel.from_pretrained(
             model_name_or_path, trust_remote_code=config.trust_remote_code, **sub)
-        self.model = apply_precision(self.model, self.precision, self.device,
+        self.model = apply_precision(self.model, precision, self.device,
                                      source=model_name_or_path)
         # Dense heads stay fp32: they are tiny and the pooled vector is fp32 anyway.
         self.dense_layers = [load_dense_layer(model_name_or_path, spec).to(self.device).eval()

@@ -12,17 +12,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from predictor.core.ports import EmbedderRunner, RerankerRunner
 from predictor.runtime.detection import detect_family
 from predictor.runtime.family_defaults import dense_config
 from predictor.runtime.family_names import CROSS_ENCODER, M3, canonical_family
 from predictor.runtime.model_files import check_model_files, check_vocabulary
+from predictor.runtime.runner_base import RunnerBase
 
 logger = logging.getLogger(__name__)
 
-def _checked(model: str, m3: bool, build: Callable[[], Any]) -> Any:
+R = TypeVar("R", bound=RunnerBase)
+
+def _checked(model: str, m3: bool, build: Callable[[], R]) -> R:
     """``build()`` between the file checks: before for a local directory (fail fast), after
     for a Hub id (its files are only there once downloaded)."""
     local = Path(model).is_dir()

@@ -40,12 +40,12 @@ class M3Runner(EmbedderBase):
             from predictor.runtime.flag_free import BGEM3FlagModel
 
         super().__init__()
-        self._init_device(device, use_fp16, dtype)
+        precision = self._init_device(device, use_fp16, dtype)
         flag = BGEM3FlagModel(model_name_or_path, use_fp16=self.half, devices=self.device,
                               normalize_embeddings=True)
         self.tokenizer = flag.tokenizer
         # EncoderOnlyEmbedderM3ModelForInference: its encoder is ``.model``, then the heads.
-        self.model = apply_precision(flag.model, self.precision, self.device, "model",
+        self.model = apply_precision(flag.model, precision, self.device, "model",
                                      model_name_or_path)
         config = self.model.model.config
         self.hidden_size = int(config.hidden_size)

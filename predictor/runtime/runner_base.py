@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from predictor.core.ports import Precision as PrecisionFacts
 from predictor.core.ports import StageObserver
 from predictor.core.types import Output
 from predictor.runtime.device import Precision, resolve_device, resolve_precision
@@ -58,18 +59,21 @@ class RunnerBase:
     observe_stage: StageObserver | None = None
     family: str
     device: str
-    precision: Precision
+    precision: PrecisionFacts
     half: bool
     max_length: int
     tokenizer: Any
     model: Any
     pad_id: int
 
-    def _init_device(self, device: str | None, use_fp16: bool, dtype: str) -> None:
-        """``device``, ``precision`` and ``half`` from the settings (runtime/device.py)."""
+    def _init_device(self, device: str | None, use_fp16: bool, dtype: str) -> Precision:
+        """``device``, ``precision`` and ``half`` from the settings (runtime/device.py); the
+        precision is returned as runtime's own type too, for ``apply_precision``."""
         self.device = resolve_device(device)
-        self.precision = resolve_precision(dtype, self.device, use_fp16)
-        self.half = self.precision.half
+        precision = resolve_precision(dtype, self.device, use_fp16)
+        self.precision = precision
+        self.half = precision.half
+        return precision
 
     def _init_max_length(self, own_limit: int, wanted: int | None, source: str) -> None:
         """``max_length``: ``own_limit``, or the spec's ``wanted`` under it (an error over it)."""

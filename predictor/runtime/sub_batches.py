@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from predictor.core.ports import LoadedRunner, Precision, StageObserver
+    from predictor.core.ports import LoadedRunner, StageObserver
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -71,39 +71,21 @@ class SplitByLength:
     """Runs a runner's batches as the sub-batches ``plan`` finds (the engine's runner on CPU).
 
     It stands in for the runner it wraps: a ``LoadedRunner`` (``predictor/core/ports.py``)
-    whose facts are the wrapped runner's, read through, never copied (``observe_stage`` set
-    here is set there). ``call_cost_tokens`` is None until ``measure()`` ran on the worker
-    thread: a batch is then one call, as it is for the wrapped runner itself.
+    with the wrapped runner's facts (fixed once a runner is built); ``observe_stage`` is read
+    and set through, on the wrapped runner, which reports the stages. ``call_cost_tokens`` is
+    None until ``measure()`` ran on the worker thread: a batch is then one call, as it is for
+    the wrapped runner itself.
     """
 
     def __init__(self, runner: LoadedRunner):
         self.runner = runner
+        self.device = runner.device
+        self.retryable_errors = runner.retryable_errors
+        self.family = runner.family
+        self.max_length = runner.max_length
+        self.precision = runner.precision
+        self.half = runner.half
         self.call_cost_tokens: float | None = None
-
-    # -- the wrapped runner's facts (LoadedRunner) ----------------------------------------
-    @property
-    def device(self) -> str:
-        return self.runner.device
-
-    @property
-    def retryable_errors(self) -> tuple[type[BaseException], ...]:
-        return self.runner.retryable_errors
-
-    @property
-    def family(self) -> str:
-        return self.runner.family
-
-    @property
-    def max_length(self) -> int:
-        return self.runner.max_length
-
-    @property
-    def precision(self) -> Precision:
-        return self.runner.precision
-
-    @property
-    def half(self) -> bool:
-        return self.runner.half
 
     @property
     def observe_stage(self) -> StageObserver | None:
