@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +92,7 @@ class DenseRunner(EmbedderBase):
             raise ValueError(f"{model_name_or_path}: the tokenizer has no pad token")
         self.pad_id = int(self.tokenizer.pad_token_id)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return self.config.describe()
 
     def prefix_for(self, input_type: str | None) -> str:

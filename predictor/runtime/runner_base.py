@@ -108,14 +108,20 @@ class RunnerBase:
 
 
 class EmbedderBase(RunnerBase):
-    """``RunnerBase`` plus what every embedder gives: ``outputs``, sizes, token strings."""
+    """``RunnerBase`` plus what every embedder gives: ``outputs``, sizes, token strings, the
+    family's facts (``describe``)."""
 
     outputs: frozenset[Output]
     dense_dim: int
+    colbert_dim: int = 0  # no ColBERT head unless the runner has one (read with COLBERT only)
     vocab_size: int
 
     def __init__(self) -> None:
         self._token_strings: dict[int, str] = {}
+
+    def describe(self) -> dict[str, Any]:
+        """Facts of the family for ``/v1/models`` (pooling, prefixes...); none by default."""
+        return {}
 
     def tokenize(self, texts: list[str], max_length: int, truncate: bool,
                  input_type: str | None = None) -> list[list[int]]:

@@ -93,6 +93,9 @@ def test_embedders_satisfy_the_embedder_contract(m3_dir, zoo):
         assert runner.retryable_errors == (torch.cuda.OutOfMemoryError,)
         assert runner.observe_stage is None
         assert runner.dense_dim > 0 and runner.vocab_size == len(runner.tokenizer)
+        if Output.COLBERT in outputs:
+            assert runner.colbert_dim > 0
+        assert runner.describe() == ({} if family == "bge-m3" else runner.config.describe())
         items = _embed_items(runner)
         assert all(len(item.input_ids) <= runner.max_length for item in items)
         embeddings = runner.run_batch(items)
