@@ -86,7 +86,8 @@ class M3Runner(EmbedderBase):
         return results
 
     @torch.inference_mode()
-    def _forward(self, items: Sequence[EncodeItem]):
+    def _forward(self, items: Sequence[EncodeItem]
+                 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """ONE forward pass computing the union of the outputs the items want (numpy out)."""
         wanted = frozenset().union(*(item.outputs for item in items))
         ids, mask = pad_batch([item.input_ids for item in items], self.pad_id, self.device)
