@@ -1,9 +1,12 @@
 """The runner contract: what the services and the engine may ask of a loaded model.
 
-``runtime/`` implements these (``M3Runner``, ``DenseRunner``, ``CrossEncoderRunner``, and the
-wrappers around them); ``core/`` and ``engine/`` see only these Protocols, so neither imports
-torch. A new model family is a new runner that satisfies ``EmbedderRunner`` or
-``RerankerRunner`` (docs/architecture.md, "Where things go").
+``runtime/`` implements these (``M3Runner``, ``DenseRunner``, ``CrossEncoderRunner`` on
+``runtime/runner_base.py``, and ``SplitByLength``, which stands in for the runner it wraps);
+``core/`` and ``engine/`` see only these Protocols, so neither imports torch. A runner sets every
+attribute here itself, when it is built (``runtime/loaders.py`` returns it as it is), except
+``observe_stage``: None until the model that owns the runner sets its metrics hook. A new
+model family is a new runner that satisfies ``EmbedderRunner`` or ``RerankerRunner``
+(docs/architecture.md, "Where things go").
 
 Stages a runner goes through for one batch: tokenise (``tokenize``, on the request's side,
 before the engine) → forward (``run_batch``, on the engine's worker thread) → post-process
@@ -54,7 +57,13 @@ class BatchRunner(Protocol):
 
 @runtime_checkable
 class LoadedRunner(BatchRunner, Protocol):
-    """Facts every loaded model gives the service layer."""
+    """Facts every loaded model gives the service layer.
+
+    ``max_length``: the longest input in tokens, the model's own limit or the spec's lower
+    ``max_length``. ``family``: ``bge-m3``, ``bge``, ``e5``, ... or ``cross-encoder``
+    (``runtime/family_names.py``). ``observe_stage``: settable by the runner's owner; the
+    runner reports each batch's stages to it when set.
+    """
 
     precision: Precision
     half: bool

@@ -183,7 +183,9 @@ def build(params: Params, model_dir: Path) -> Built:
     import torch
     from transformers import AutoTokenizer
 
-    from predictor.runtime.families import M3, ST, dense_config, detect_family
+    from predictor.runtime.detection import detect_family
+    from predictor.runtime.family_defaults import dense_config
+    from predictor.runtime.family_names import M3, ST
 
     try:
         detected = detect_family(str(model_dir), family=params.family, fallback=None)

@@ -13,46 +13,46 @@ get ``token_type_ids`` as their tokenizer makes them for a pair: 0 up to the fir
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from predictor.core.types import ScoreItem
 from predictor.runtime import packed
-from predictor.runtime.device import apply_precision, pad_batch, resolve_device, resolve_precision
-from predictor.runtime.m3 import model_max_length
+from predictor.runtime.device import apply_precision, pad_batch
+from predictor.runtime.family_names import CROSS_ENCODER
+from predictor.runtime.runner_base import RunnerBase, model_max_length, releasing_cuda_memory
 
 
-class CrossEncoderRunner:
-    # The engine splits a batch that fails with one of these and retries the halves.
-    retryable_errors = (torch.cuda.OutOfMemoryError,)
+class CrossEncoderRunner(RunnerBase):
+    """A ``RerankerRunner``. ``max_length``: the spec's cap under the model's own limit."""
+
+    family = CROSS_ENCODER
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True, trust_remote_code: bool = False,
-                 dtype: str = "auto"):
+                 dtype: str = "auto", max_length: int | None = None):
         try:
             from FlagEmbedding import FlagReranker
         except ImportError:  # the offline GPU kit: same loading (flag_free.py)
             from predictor.runtime.flag_free import FlagReranker
 
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(dtype, self.device, use_fp16)
-        self.half = self.precision.half
+        precision = self._init_device(device, use_fp16, dtype)
         flag = FlagReranker(model_name_or_path, use_fp16=self.half, devices=self.device,
                             trust_remote_code=trust_remote_code)
         self.tokenizer = flag.tokenizer
         # The transformer under the classification head, as transformers names it.
-        self.model = apply_precision(flag.model, self.precision, self.device,
+        self.model = apply_precision(flag.model, precision, self.device,
                                      flag.model.base_model_prefix, model_name_or_path)
         if int(getattr(self.model.config, "num_labels", 1)) != 1:
             raise ValueError(f"{model_name_or_path} has {self.model.config.num_labels} labels; "
                              "a reranker has one relevance logit")
-        self.max_length = model_max_length(self.tokenizer, self.model.config)
+        self._init_max_length(model_max_length(self.tokenizer, self.model.config), max_length,
+                              model_name_or_path)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.pair_overhead = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.sep_id = self._segment_separator()
-        self.observe_stage: Callable[[str, float], None] | None = None
         self.packed = packed.for_reranker(self)  # CUDA, XLM-R-style: unpadded batches; else None
 
     # -- tokenising (any thread) ---------------------------------------------------------
@@ -91,12 +91,6 @@ class CrossEncoderRunner:
 
     # -- one batch (the engine's worker thread) ------------------------------------------
     @torch.inference_mode()
-    def forward_shape(self, rows: int, width: int) -> None:
-        """A forward pass over ``rows`` x ``width`` placeholder tokens (warm-up, timing)."""
-        ids = torch.full((rows, width), self.pad_id, dtype=torch.long, device=self.device)
-        self.model(input_ids=ids, attention_mask=torch.ones_like(ids), return_dict=True)
-
-    @torch.inference_mode()
     def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
         if self.packed is not None:
             return self.packed.run_batch(items)
@@ -109,15 +103,11 @@ class CrossEncoderRunner:
                 seg = _token_types(item.input_ids, self.sep_id)
                 types[row, : len(seg)] = torch.as_tensor(seg, dtype=torch.long)
             extra["token_type_ids"] = types.to(self.device)
-        try:
+        with releasing_cuda_memory():
             logits = self.model(input_ids=ids, attention_mask=mask, return_dict=True,
                                 **extra).logits
             scores = logits.view(-1).float().cpu().numpy().astype(np.float64).tolist()
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise
-        if self.observe_stage is not None:
-            self.observe_stage("forward", time.monotonic() - started)
+        self._observe("forward", time.monotonic() - started)
         return scores
 
 

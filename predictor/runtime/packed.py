@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,11 @@ import torch.nn.functional as F
 
 from predictor.core.types import Embedding, EncodeItem, Output, ScoreItem
 from predictor.runtime.device_sparse import lexical_weights
+from predictor.runtime.runner_base import releasing_cuda_memory
+
+if TYPE_CHECKING:
+    from predictor.runtime.cross_encoder import CrossEncoderRunner
+    from predictor.runtime.m3 import M3Runner
 
 logger = logging.getLogger(__name__)
 
@@ -165,11 +171,11 @@ def enabled(device: str) -> bool:
     return device.startswith("cuda") and mode not in ("0", "false", "off")
 
 
-def for_m3(runner) -> PackedM3 | None:
+def for_m3(runner: M3Runner) -> PackedM3 | None:
     return _build(PackedM3, runner) if enabled(runner.device) else None
 
 
-def for_reranker(runner) -> PackedReranker | None:
+def for_reranker(runner: CrossEncoderRunner) -> PackedReranker | None:
     if enabled(runner.device) and PackedReranker.supports(runner):
         return _build(PackedReranker, runner)
     return None
@@ -190,9 +196,10 @@ def _build(cls, runner):
 
 class PackedM3:
     """``M3Runner.run_batch`` on packed batches: same outputs, heads applied to real tokens,
-    sparse weights reduced on the device, ColBERT copied back in the model's dtype."""
+    sparse weights reduced on the device, ColBERT copied back in the model's dtype. Called by
+    its ``M3Runner`` (not a runner of its own): the stages it reports are the runner's."""
 
-    def __init__(self, runner):
+    def __init__(self, runner: M3Runner):
         self.runner = runner
         self.flag = runner.model  # FlagEmbedding's (or flag_free's) M3 model
         enable(self.flag.model)
@@ -200,11 +207,8 @@ class PackedM3:
         self.unused = torch.as_tensor(runner.unused_token_ids, device=runner.device)
 
     def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
-        try:
+        with releasing_cuda_memory():
             return self._run(items)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise
 
     def _run(self, items: Sequence[EncodeItem]) -> list[Embedding]:
         started = time.monotonic()
@@ -290,7 +294,7 @@ class PackedReranker:
     """``CrossEncoderRunner.run_batch`` on packed batches, for XLM-R-style classifiers whose
     head reads the first token (``features[:, 0]``): bge-reranker-v2-m3 and its kind."""
 
-    def __init__(self, runner):
+    def __init__(self, runner: CrossEncoderRunner):
         self.runner = runner
         model = runner.model
         self.base = model.base_model
@@ -299,18 +303,15 @@ class PackedReranker:
         self.offset = position_offset(model.config)
 
     @staticmethod
-    def supports(runner) -> bool:
+    def supports(runner: CrossEncoderRunner) -> bool:
         model = runner.model
         return (runner.sep_id is None
                 and getattr(model.config, "model_type", "") in _OFFSET_POSITIONS
                 and hasattr(model, "classifier") and model.base_model is not model)
 
     def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
-        try:
+        with releasing_cuda_memory():
             return self._run(items)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise
 
     @torch.inference_mode()
     def _run(self, items: Sequence[ScoreItem]) -> list[float]:

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from predictor.core.ports import LoadedRunner, StageObserver
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,15 +70,35 @@ def run_in_sub_batches(items: Sequence[T], lengths: Sequence[int],
 class SplitByLength:
     """Runs a runner's batches as the sub-batches ``plan`` finds (the engine's runner on CPU).
 
-    ``call_cost_tokens`` is None until ``measure()`` ran on the worker thread: a batch is then
-    one call, as it is for the wrapped runner itself.
+    It stands in for the runner it wraps: a ``LoadedRunner`` (``predictor/core/ports.py``)
+    with the wrapped runner's facts (fixed once a runner is built); ``observe_stage`` is read
+    and set through, on the wrapped runner, which reports the stages. ``call_cost_tokens`` is
+    None until ``measure()`` ran on the worker thread: a batch is then one call, as it is for
+    the wrapped runner itself.
     """
 
-    def __init__(self, runner: Any):
+    def __init__(self, runner: LoadedRunner):
         self.runner = runner
-        self.retryable_errors = tuple(getattr(runner, "retryable_errors", ()))
+        self.device = runner.device
+        self.retryable_errors = runner.retryable_errors
+        self.family = runner.family
+        self.max_length = runner.max_length
+        self.precision = runner.precision
+        self.half = runner.half
         self.call_cost_tokens: float | None = None
 
+    @property
+    def observe_stage(self) -> StageObserver | None:
+        return self.runner.observe_stage
+
+    @observe_stage.setter
+    def observe_stage(self, observe: StageObserver | None) -> None:
+        self.runner.observe_stage = observe
+
+    def forward_shape(self, rows: int, width: int) -> None:
+        self.runner.forward_shape(rows, width)
+
+    # -- batches -----------------------------------------------------------------------
     def measure(self) -> float:
         self.call_cost_tokens = measure_call_cost(self.runner.forward_shape)
         return self.call_cost_tokens

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import torch
 
-from predictor.core.types import EncodeItem, Output, ScoreItem
+from predictor.core.types import EncodeItem, ScoreItem
 
 logger = logging.getLogger(__name__)
 
@@ -22,23 +23,26 @@ logger = logging.getLogger(__name__)
 SHAPES = ((1, 16), (1, 512), (8, 512), (32, 512))
 
 
-def warm_up(runner, shapes=SHAPES) -> list[tuple[int, int]]:
+def warm_up(runner: Any, shapes=SHAPES) -> list[tuple[int, int]]:
     """Run ``runner.run_batch`` over ``shapes`` on CUDA; returns the shapes run. A shape that
-    runs out of memory ends the warm-up (logged): the engine splits such batches anyway."""
-    device = str(getattr(runner, "device", "cpu"))
+    runs out of memory ends the warm-up (logged): the engine splits such batches anyway.
+
+    ``runner``: an ``EmbedderRunner`` or a ``RerankerRunner`` (core/ports.py); a cross-encoder
+    is told by its ``tokenize_pairs`` (pairs are single sequences), an embedder gets items
+    that ask for every output it has."""
+    device = str(runner.device)
     if not device.startswith("cuda"):
         return []
     started = time.monotonic()
     token = _plain_token(runner)
     done = []
     for rows, width in shapes:
-        width = min(width, int(getattr(runner, "max_length", width)))
+        width = min(width, int(runner.max_length))
         ids = [token] * width
-        if hasattr(runner, "tokenize_pairs"):  # a cross-encoder: pairs are single sequences
+        if hasattr(runner, "tokenize_pairs"):
             items = [ScoreItem(ids) for _ in range(rows)]
         else:
-            items = [EncodeItem(ids, frozenset(getattr(runner, "outputs", {Output.DENSE})))
-                     for _ in range(rows)]
+            items = [EncodeItem(ids, frozenset(runner.outputs)) for _ in range(rows)]
         try:
             runner.run_batch(items)
         except torch.cuda.OutOfMemoryError:

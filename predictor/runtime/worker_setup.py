@@ -32,8 +32,6 @@ def prepare_worker(runner: Any, threads: int | None = None) -> None:
     warm_up(runner)  # CUDA: the batch shapes before ready (warmup.py); nothing on CPU
     if isinstance(runner, SplitByLength):
         cost = runner.measure()
-        precision = getattr(runner.runner, "precision", None)
         logger.info("%s (%s) on %d threads: a forward call costs as much as %.0f tokens; "
                     "batches are split by length where padding costs more",
-                    type(runner.runner).__name__, precision.dtype if precision else "?",
-                    threads, cost)
+                    type(runner.runner).__name__, runner.precision.dtype, threads, cost)

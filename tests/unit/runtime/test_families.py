@@ -25,16 +25,10 @@ from predictor.models_config import (
     parse_model_flag,
     resolve_specs,
 )
-from predictor.runtime.families import (
-    BGE_EN_QUERY,
-    BGE_ZH_QUERY,
-    dense_config,
-    detect_family,
-    detect_kind,
-    load_embedder_runner,
-    load_reranker_runner,
-    short_names,
-)
+from predictor.runtime.detection import detect_family, detect_kind
+from predictor.runtime.families import short_names  # its home moves (models_config)
+from predictor.runtime.family_defaults import BGE_EN_QUERY, BGE_ZH_QUERY, dense_config
+from predictor.runtime.loaders import load_embedder_runner, load_reranker_runner
 from predictor.settings import Settings
 
 ATOL = 1e-5
