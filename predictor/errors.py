@@ -1,16 +1,15 @@
 """OpenAI-shaped API errors.
 
 Every error a client can get is one of these, rendered as
-``{"error": {"message", "type", "param", "code"}}`` with the matching HTTP status. Each class
-also subclasses the KServe error that KServe's gRPC interceptor maps to the right status code,
-so one ``raise`` serves REST, V2 and gRPC alike.
+``{"error": {"message", "type", "param", "code"}}`` with the matching HTTP status (REST: the
+handlers in api/http/error_handlers.py) or the matching gRPC status (``to_grpc``, applied by the
+KServe models in api/kserve/model.py), so one ``raise`` serves REST, V2 and gRPC alike. Nothing
+here imports a web or serving framework: the services in core/ raise these.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
 _GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                 404: "NOT_FOUND",
@@ -63,7 +62,7 @@ class ApiError(Exception):
                           code=self.code)
 
 
-class BadRequestError(ApiError, InvalidInput):
+class BadRequestError(ApiError):
     """400: malformed or out-of-range input."""
 
     status_code = 400
@@ -80,7 +79,7 @@ class PermissionDeniedError(ApiError):
     error_type = "permission_error"
 
 
-class ModelNotFoundError(ApiError, ModelNotFound):
+class ModelNotFoundError(ApiError):
     status_code = 404
     error_type = "not_found_error"
 
@@ -128,7 +127,7 @@ class OverloadedError(ApiError):
     error_type = "service_unavailable"
 
 
-class NotReadyError(ApiError, ModelNotReady):
+class NotReadyError(ApiError):
     status_code = 503
     error_type = "service_unavailable"
 
