@@ -347,11 +347,13 @@ def main(argv: list[str] | None = None) -> None:
     from predictor.api.http.middleware import redact_access_logs
     from predictor.api.http.registry import ServedModels
     from predictor.api.http.wire_limits import install as install_http_protocol
-    from predictor.api.kserve.embedder_tensors import StrictDataPlane
     from predictor.api.kserve.grpc_guard import GuardedGRPCServer
+    from predictor.api.kserve.rest import V2JsonResponseType
+    from predictor.api.kserve.tensors import StrictDataPlane
     from predictor.shutdown import drain_models_on_signal, exit_now
 
     install_routes(model_server.app, ServedModels(models), settings)
+    model_server.app.add_middleware(V2JsonResponseType)  # labels V2 JSON we render (rest.py)
     redact_access_logs()
     install_http_protocol(settings.max_header_bytes, settings.read_timeout)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,

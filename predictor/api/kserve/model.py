@@ -1,7 +1,10 @@
-"""What every served model shares: loading then ``ready``, its engine, auth, engine errors.
+"""What every served model shares: loading then ``ready``, its engine, auth, errors in gRPC terms.
 
-Subclasses set ``kind`` and implement ``_load_runner()``; their entry points submit work with
-``self.run(items)``, which turns the engine's refusals into API errors (429, 503).
+A thin ``kserve.Model`` around a service of ``predictor/core`` (``Embedder``, ``Reranker``):
+``load()`` builds the runner(s), the engine and the service (``_load_runner``,
+``_build_service``); ``infer`` decodes V1/V2 with the model's codec, calls the service and
+encodes its result. The domain (validation, tokenising, limits, engine refusals) is the
+service's.
 
 Devices (``--device``): one, or several (``auto`` = every visible GPU, ``cuda:0,cuda:1``); the
 model is loaded on each and one engine queue feeds them all (engine/batcher.py).
@@ -9,18 +12,20 @@ model is loaded on each and one engine queue feeds them all (engine/batcher.py).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import kserve
 
-from predictor.engine import BatchEngine, EngineDraining, EngineWorker, QueueFull, QueueTimeout
-from predictor.errors import ApiError, NotReadyError, OverloadedError, QueueFullError
+from predictor.auth import check_token
+from predictor.core.ports import LoadedRunner
+from predictor.core.service import EngineService
+from predictor.engine import BatchEngine, EngineWorker
+from predictor.errors import ApiError, NotReadyError
 from predictor.metrics import EngineMetrics
 from predictor.settings import Settings
 
@@ -78,12 +83,16 @@ def torch_device(device: str) -> str:
 class EngineModel(kserve.Model):
     kind = "model"
 
-    def __init__(self, name: str, model_id: str, settings: Settings):
+    def __init__(self, name: str, model_id: str, settings: Settings, spec: Any = None):
+        """``spec``: a ``models_config.ModelSpec`` (family, aliases, max_length...), or None."""
         super().__init__(name)
         self.model_id = model_id
         self.settings = settings
-        self.runner: Any = None
+        self.spec = spec
+        self.runner: Any = None  # a LoadedRunner once loaded (the first, with several devices)
         self.batcher: BatchEngine | None = None
+        self.service: Any = None  # the core service, once loaded
+        self.aliases: tuple[str, ...] = tuple(getattr(spec, "aliases", ()) or ())
         self.metrics = EngineMetrics(name)
 
     def start(self) -> None:
@@ -91,6 +100,13 @@ class EngineModel(kserve.Model):
 
     def _load_runner(self) -> Any:
         raise NotImplementedError
+
+    def _build_service(self) -> EngineService:
+        """The core service around ``self.runner`` and ``self.batcher``."""
+        raise NotImplementedError
+
+    def _is_ready(self) -> bool:
+        return bool(self.ready)
 
     def load(self) -> bool:
         started = time.monotonic()
@@ -113,6 +129,7 @@ class EngineModel(kserve.Model):
             observer=self.metrics, on_worker_start=self._prepare_worker,
             worker=device_worker(lanes[0][0]), device=lanes[0][0],
             replicas=[(device, runner, device_worker(device)) for device, runner in lanes[1:]])
+        self.service = self._build_service()  # before the worker starts: may refuse the model
         self.batcher.start()
         self.load_seconds = time.monotonic() - started
         self.ready = True
@@ -135,7 +152,7 @@ class EngineModel(kserve.Model):
             self.settings = shared
         return runner
 
-    def _batch_runner(self, runner: Any) -> Any:
+    def _batch_runner(self, runner: LoadedRunner) -> Any:
         """What the engine calls for ``runner``: on CPU, the length splitter around it."""
         runner.observe_stage = self.metrics.stage
         if self.settings.sub_batches != "off" and runner.device == "cpu":
@@ -180,8 +197,6 @@ class EngineModel(kserve.Model):
         REST requests were already authenticated by the HTTP middleware; gRPC metadata reaches
         us here as ``headers``.
         """
-        from predictor.auth import check_token
-
         try:
             check_token(headers or {}, self.settings.api_token)
             return await self.infer(payload)
@@ -193,38 +208,17 @@ class EngineModel(kserve.Model):
     async def infer(self, payload: Any) -> Any:
         raise NotImplementedError
 
-    def ensure_ready(self) -> None:
-        if not self.ready:
+    def ensure_loaded(self) -> None:
+        """A request to a model not loaded (or unloaded) is a 503."""
+        if self.service is None:
             raise NotReadyError(self.name)
 
-    # Up to this many characters, tokenising on the event loop (a fraction of a millisecond in
-    # the Rust tokenizer) is cheaper than the hop to a worker thread and back (1.7-2.5 ms
-    # measured on a busy 2-core machine); bigger requests go to a thread, so the loop stays free.
-    inline_tokenize_chars = 4096
-
-    async def tokenize(self, chars: int, tokenize: Callable[..., Any], *args: Any) -> Any:
-        """``tokenize(*args)`` for a request of ``chars`` characters, timed as the tokenise
-        stage: inline when small, else on the default executor."""
-        started = time.monotonic()
-        if chars <= self.inline_tokenize_chars:
-            result = tokenize(*args)
-        else:
-            result = await asyncio.get_running_loop().run_in_executor(None, tokenize, *args)
-        self.metrics.stage("tokenize", time.monotonic() - started)
-        return result
-
-    async def run(self, items: Sequence[Any]) -> list[Any]:
-        try:
-            return await self.batcher.submit(items, [len(item) for item in items])
-        except QueueFull as exc:
-            raise QueueFullError(f"The server is busy ({exc}); retry shortly.",
-                                 code="queue_full", headers={"Retry-After": "1"}) from None
-        except QueueTimeout as exc:
-            raise OverloadedError(f"The request timed out waiting for the model ({exc}).",
-                                  code="timeout", headers={"Retry-After": "1"}) from None
-        except EngineDraining:
-            raise OverloadedError("The server is shutting down.", code="shutting_down",
-                                  headers={"Retry-After": "1"}) from None
+    def describe(self) -> dict:
+        """Facts for ``/v1/models``: the service's, with the model's source and aliases."""
+        facts = {"kind": self.kind, "root": self.model_id, **self.service.describe()}
+        if self.aliases:
+            facts["aliases"] = list(self.aliases)
+        return facts
 
     def stats(self) -> dict:
         s = self.settings
