@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from predictor.core import limits
-from predictor.core.ports import RerankerRunner
-from predictor.core.service import EngineService, StageObserver, _always_ready
+from predictor.core.ports import RerankerRunner, StageObserver
+from predictor.core.service import EngineService, always_ready
 from predictor.core.types import ScoreItem
 from predictor.engine import BatchEngine
 from predictor.errors import BadRequestError
@@ -88,7 +88,7 @@ class Reranker(EngineService):
 
     def __init__(self, name: str, runner: RerankerRunner | None, engine: BatchEngine | None,
                  settings: Settings, *, template: PairTemplate | None = None,
-                 is_ready: Callable[[], bool] = _always_ready,
+                 is_ready: Callable[[], bool] = always_ready,
                  observe_stage: StageObserver | None = None):
         """``template``: how pairs are built; learnt from ``runner.tokenizer`` when not given
         (tests give one without a runner to check pair building alone)."""

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from predictor.core.ports import StageObserver
 from predictor.engine import BatchEngine, EngineDraining, QueueFull, QueueTimeout
 from predictor.engine.admission import AdmissionTimeout, OverBudget, process_budget
 from predictor.errors import (
@@ -20,10 +21,8 @@ from predictor.settings import Settings
 
 T = TypeVar("T")
 
-StageObserver = Callable[[str, float], None]
 
-
-def _always_ready() -> bool:
+def always_ready() -> bool:
     return True
 
 
@@ -42,7 +41,7 @@ class EngineService:
     inline_tokenize_chars = 4096
 
     def __init__(self, name: str, engine: BatchEngine | None, settings: Settings, *,
-                 is_ready: Callable[[], bool] = _always_ready,
+                 is_ready: Callable[[], bool] = always_ready,
                  observe_stage: StageObserver | None = None):
         self.name = name
         self.engine = engine
