@@ -258,6 +258,7 @@ def build_models(settings: Settings) -> list:
     from predictor.api.kserve.reranker import RerankerModel
     from predictor.models_config import ModelsConfigError, resolve_specs
     from predictor.runtime.families import detect_kind, short_names
+    from predictor.runtime.host import TorchHost
 
     try:
         specs = resolve_specs(settings)
@@ -270,9 +271,9 @@ def build_models(settings: Settings) -> list:
             # The SPEC --embedder is a BGE-M3 when nothing else tells its family.
             legacy = spec.path == settings.embedder and spec.name == settings.embedder_name
             model = EmbedderModel(spec.served_name, spec.path, settings, spec,
-                                  default_family="bge-m3" if legacy else None)
+                                  default_family="bge-m3" if legacy else None, host=TorchHost())
         else:
-            model = RerankerModel(spec.served_name, spec.path, settings, spec)
+            model = RerankerModel(spec.served_name, spec.path, settings, spec, host=TorchHost())
         model.aliases = tuple(dict.fromkeys((*spec.aliases, *short_names(spec.path))))
         models.append(model)
     if not models:

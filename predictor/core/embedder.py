@@ -13,19 +13,18 @@ from typing import Any
 
 from predictor.core import limits
 from predictor.core.ports import EmbedderRunner, StageObserver
-from predictor.core.service import EngineService, always_ready
+from predictor.core.service import EngineService, ServiceLimits, always_ready
 from predictor.core.sparse import TOKENIZER, map_sparse
 from predictor.core.types import Embedding, EncodeItem, EncodeOptions, EncodeResult, Output
 from predictor.engine import BatchEngine
 from predictor.errors import BadRequestError
-from predictor.settings import Settings
 
 
 class Embedder(EngineService):
     kind = "embedder"
 
     def __init__(self, name: str, runner: EmbedderRunner, engine: BatchEngine | None,
-                 settings: Settings, *, is_ready: Callable[[], bool] = always_ready,
+                 settings: ServiceLimits, *, is_ready: Callable[[], bool] = always_ready,
                  observe_stage: StageObserver | None = None):
         super().__init__(name, engine, settings, is_ready=is_ready, observe_stage=observe_stage)
         self.runner = runner

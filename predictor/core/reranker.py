@@ -19,11 +19,10 @@ import numpy as np
 
 from predictor.core import limits
 from predictor.core.ports import RerankerRunner, StageObserver
-from predictor.core.service import EngineService, always_ready
+from predictor.core.service import EngineService, ServiceLimits, always_ready
 from predictor.core.types import ScoreItem
 from predictor.engine import BatchEngine
 from predictor.errors import BadRequestError
-from predictor.settings import Settings
 
 
 @dataclass(slots=True)
@@ -87,7 +86,7 @@ class Reranker(EngineService):
     kind = "reranker"
 
     def __init__(self, name: str, runner: RerankerRunner | None, engine: BatchEngine | None,
-                 settings: Settings, *, template: PairTemplate | None = None,
+                 settings: ServiceLimits, *, template: PairTemplate | None = None,
                  is_ready: Callable[[], bool] = always_ready,
                  observe_stage: StageObserver | None = None):
         """``template``: how pairs are built; learnt from ``runner.tokenizer`` when not given

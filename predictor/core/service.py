@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from predictor.core.ports import StageObserver
 from predictor.engine import BatchEngine, EngineDraining, QueueFull, QueueTimeout
@@ -17,9 +17,30 @@ from predictor.errors import (
     PayloadTooLargeError,
     QueueFullError,
 )
-from predictor.settings import Settings
 
 T = TypeVar("T")
+
+
+class ServiceLimits(Protocol):
+    """The settings a service reads (``predictor.settings.Settings`` has them all): taken as a
+    Protocol so that core/ does not import the settings module (flags, env, pydantic)."""
+
+    @property
+    def max_input_texts(self) -> int: ...
+    @property
+    def max_rerank_documents(self) -> int: ...
+    @property
+    def max_request_tokens(self) -> int: ...
+    @property
+    def max_colbert_tokens(self) -> int: ...
+    @property
+    def max_tokenize_chars(self) -> int: ...
+    @property
+    def request_timeout(self) -> float: ...
+    @property
+    def sparse_token_mapping(self) -> str: ...
+    @property
+    def sparse_index_space(self) -> int: ...
 
 
 def always_ready() -> bool:
@@ -40,7 +61,7 @@ class EngineService:
     # measured on a busy 2-core machine); bigger requests go to a thread, so the loop stays free.
     inline_tokenize_chars = 4096
 
-    def __init__(self, name: str, engine: BatchEngine | None, settings: Settings, *,
+    def __init__(self, name: str, engine: BatchEngine | None, settings: ServiceLimits, *,
                  is_ready: Callable[[], bool] = always_ready,
                  observe_stage: StageObserver | None = None):
         self.name = name

@@ -9,6 +9,7 @@ import pytest
 
 from predictor.api.kserve.embedder import EmbedderModel
 from predictor.core.types import EncodeOptions, Output
+from predictor.runtime.host import TorchHost
 from predictor.settings import Settings
 
 from fidelity import (
@@ -33,7 +34,7 @@ def embedder(m3_dir, request):
     settings = Settings(embedder=str(m3_dir), reranker="none", device="cpu",
                         batch_wait_ms=50, max_batch_size=64, max_batch_tokens=1 << 20,
                         sub_batches=request.param, dtype="float32")
-    model = EmbedderModel("bge-m3", str(m3_dir), settings)
+    model = EmbedderModel("bge-m3", str(m3_dir), settings, host=TorchHost())
     model.load()
     return model
 

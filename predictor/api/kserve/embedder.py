@@ -1,6 +1,6 @@
 """The embedder as a KServe model: a thin wrapper around ``core.embedder.Embedder``.
 
-``load()`` builds the runner (``runtime.families.load_embedder_runner``), the batching engine
+``load()`` builds the runner (through the runtime host the composition root gives), the engine
 and the service, then sets ``ready``. ``infer`` is KServe's V1 / V2 (REST and gRPC) entry:
 ``embedder_codec`` decodes the request, ``Embedder.encode`` does the work, the codec encodes the
 result.
@@ -13,7 +13,7 @@ from typing import Any
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from predictor.api.kserve import embedder_codec as codec
-from predictor.api.kserve.model import EngineModel
+from predictor.api.kserve.model import EngineModel, ModelHost
 from predictor.api.kserve.rest import v2_rest_response
 from predictor.core.embedder import Embedder
 from predictor.settings import Settings
@@ -24,17 +24,15 @@ class EmbedderModel(EngineModel):
     service: Embedder
 
     def __init__(self, name: str, model_id: str, settings: Settings, spec: Any = None, *,
-                 default_family: str | None = "bge-m3"):
+                 default_family: str | None = "bge-m3", host: ModelHost | None = None):
         """``spec``: a ``models_config.ModelSpec`` (family, prefixes, aliases...), or None.
         ``default_family``: used when nothing tells the family (the SPEC ``--embedder``)."""
-        super().__init__(name, model_id, settings, spec)
+        super().__init__(name, model_id, settings, spec, host=host)
         self.default_family = default_family
 
     def _load_runner(self) -> Any:
-        from predictor.runtime.families import load_embedder_runner
-
-        return load_embedder_runner(self.model_id, self.settings, self.spec,
-                                    fallback=self.default_family)
+        return self._host().load_embedder(self.model_id, self.settings, self.spec,
+                                          fallback=self.default_family)
 
     def _build_service(self) -> Embedder:
         return Embedder(self.name, self.runner, self.batcher, self.settings,

@@ -17,12 +17,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import kserve
 
 from predictor.auth import check_token
-from predictor.core.ports import LoadedRunner
+from predictor.core.ports import BatchRunner, EmbedderRunner, LoadedRunner, RerankerRunner
 from predictor.core.service import EngineService
 from predictor.engine import BatchEngine, EngineWorker
 from predictor.errors import ApiError, NotReadyError
@@ -57,9 +57,7 @@ def resolve_devices(spec: str | None, cuda_count: Callable[[], int] | None = Non
     """
     if spec is None or spec.strip().lower() in ("", "auto"):
         if cuda_count is None:
-            import torch
-
-            cuda_count = torch.cuda.device_count if torch.cuda.is_available() else (lambda: 0)
+            raise ValueError("resolve_devices: 'auto' needs cuda_count (the runtime host's)")
         count = cuda_count()
         return ["cpu"] if count == 0 else ["cuda"] if count == 1 else [
             f"cuda:{i}" for i in range(count)]
@@ -80,15 +78,37 @@ def torch_device(device: str) -> str:
     return "cpu" if device.startswith("cpu") else device
 
 
+class ModelHost(Protocol):
+    """What a served model needs of the runtime (``runtime/host.TorchHost``), given to it by the
+    composition root (``cli.build_models``): ``api/`` imports neither ``runtime`` nor torch."""
+
+    def cuda_count(self) -> int: ...
+
+    def load_embedder(self, model_id: str, settings: Any, spec: Any = None, *,
+                      fallback: str | None = None) -> EmbedderRunner: ...
+
+    def load_reranker(self, model_id: str, settings: Any,
+                      spec: Any = None) -> RerankerRunner: ...
+
+    def engine_runner(self, runner: LoadedRunner, sub_batches: str) -> BatchRunner: ...
+
+    def prepare_worker(self, runner: BatchRunner, device: str | None = None,
+                       cpu_lanes: int | None = None) -> None: ...
+
+
 class EngineModel(kserve.Model):
     kind = "model"
 
-    def __init__(self, name: str, model_id: str, settings: Settings, spec: Any = None):
-        """``spec``: a ``models_config.ModelSpec`` (family, aliases, max_length...), or None."""
+    def __init__(self, name: str, model_id: str, settings: Settings, spec: Any = None, *,
+                 host: ModelHost | None = None):
+        """``spec``: a ``models_config.ModelSpec`` (family, aliases, max_length...), or None.
+        ``host``: the runtime that loads and runs the model (``runtime/host.TorchHost``);
+        needed by ``load()``."""
         super().__init__(name)
         self.model_id = model_id
         self.settings = settings
         self.spec = spec
+        self.host = host
         self.runner: Any = None  # a LoadedRunner once loaded (the first, with several devices)
         self.batcher: BatchEngine | None = None
         self.service: Any = None  # the core service, once loaded
@@ -108,10 +128,16 @@ class EngineModel(kserve.Model):
     def _is_ready(self) -> bool:
         return bool(self.ready)
 
+    def _host(self) -> ModelHost:
+        if self.host is None:
+            raise RuntimeError(f"{self.kind} {self.name}: no runtime host to load it with "
+                               "(cli.build_models gives one)")
+        return self.host
+
     def load(self) -> bool:
         started = time.monotonic()
         s = self.settings
-        devices = resolve_devices(s.device)
+        devices = resolve_devices(s.device, self._host().cuda_count)
         if len(devices) == 1:
             self.runner = (self._load_runner() if s.device in (None, devices[0])
                            else self._load_runner_on(devices[0]))
@@ -152,34 +178,19 @@ class EngineModel(kserve.Model):
             self.settings = shared
         return runner
 
-    def _batch_runner(self, runner: LoadedRunner) -> Any:
+    def _batch_runner(self, runner: LoadedRunner) -> BatchRunner:
         """What the engine calls for ``runner``: on CPU, the length splitter around it."""
         runner.observe_stage = self.metrics.stage
-        if self.settings.sub_batches != "off" and runner.device == "cpu":
-            from predictor.runtime.sub_batches import SplitByLength
-
-            return SplitByLength(runner)
-        return runner
+        return self._host().engine_runner(runner, self.settings.sub_batches)
 
     def _prepare_worker(self, lane: Any = None) -> None:
-        """On the engine's worker thread: torch threads, warm-up (runtime/worker.py). CPU
+        """On the engine's worker thread: torch threads, warm-up (runtime/worker_setup.py). CPU
         replicas share the CPUs: each worker takes its share."""
-        from predictor.runtime.worker_setup import prepare_worker
-
         if lane is None:
-            prepare_worker(self.batcher.runner)
+            self._host().prepare_worker(self.batcher.runner)
             return
-        from predictor.runtime.threads import torch_threads
-
-        if lane.device.startswith("cuda:"):
-            import torch
-
-            # this thread's current device: what torch allocates without naming one goes there
-            torch.cuda.set_device(lane.device)
         cpu_lanes = sum(1 for other in self.batcher.lanes if other.device.startswith("cpu"))
-        threads = (max(1, torch_threads() // cpu_lanes) if lane.device.startswith("cpu")
-                   else None)
-        prepare_worker(lane.runner, threads=threads)
+        self._host().prepare_worker(lane.runner, lane.device, cpu_lanes)
 
     @property
     def max_length(self) -> int:

@@ -1,7 +1,7 @@
 """The cross-encoder reranker as a KServe model: a thin wrapper around
 ``core.reranker.Reranker``.
 
-``load()`` builds the runner (``runtime.families.load_reranker_runner``), the batching engine
+``load()`` builds the runner (through the runtime host the composition root gives), the engine
 and the service, then sets ``ready``. ``infer`` is KServe's V1 / V2 (REST and gRPC) entry:
 ``reranker_codec`` decodes the request, ``Reranker.score`` does the work, the codec encodes the
 result.
@@ -24,9 +24,7 @@ class RerankerModel(EngineModel):
     service: Reranker
 
     def _load_runner(self) -> Any:
-        from predictor.runtime.families import load_reranker_runner
-
-        return load_reranker_runner(self.model_id, self.settings, self.spec)
+        return self._host().load_reranker(self.model_id, self.settings, self.spec)
 
     def _build_service(self) -> Reranker:
         return Reranker(self.name, self.runner, self.batcher, self.settings,
