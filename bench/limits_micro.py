@@ -3,7 +3,7 @@ one process, old and new interleaved (best of 7 rounds of CPU time, so other loa
 machine does not decide the ratio).
 
 - rerank tokenising: the pair-at-a-time tokenisation before (query tokenised per document) and
-  ``RerankerModel._pairs`` now (query and documents once each, limits checked on the counts);
+  ``Reranker._pairs`` now (query and documents once each, limits checked on the counts);
   asserts both give the same ids;
 - response rendering: ``/v1/embeddings`` bodies (``NumpyJSONResponse``) and V2 JSON (KServe's
   ``to_rest`` + pydantic, against ours).
