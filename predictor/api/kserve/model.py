@@ -7,7 +7,7 @@ encodes its result. The domain (validation, tokenising, limits, engine refusals)
 service's.
 
 Devices (``--device``): one, or several (``auto`` = every visible GPU, ``cuda:0,cuda:1``); the
-model is loaded on each and one engine queue feeds them all (engine/).
+model is loaded on each and one engine queue feeds them all (engine/engine.py).
 """
 
 from __future__ import annotations
