@@ -3,7 +3,7 @@ one process, old and new interleaved (best of 7 rounds of CPU time, so other loa
 machine does not decide the ratio).
 
 - rerank tokenising: the pair-at-a-time tokenisation before (query tokenised per document) and
-  ``RerankerModel._pairs`` now (query and documents once each, limits checked on the counts);
+  ``Reranker._pairs`` now (query and documents once each, limits checked on the counts);
   asserts both give the same ids;
 - response rendering: ``/v1/embeddings`` bodies (``NumpyJSONResponse``) and V2 JSON (KServe's
   ``to_rest`` + pydantic, against ours).
@@ -39,7 +39,7 @@ def show(name: str, best: dict[str, float]) -> None:
 def rerank(reranker_dir: str) -> None:
     from transformers import AutoTokenizer
 
-    from predictor.api.kserve.reranker import PairTemplate, RerankerModel
+    from predictor.core.reranker import PairTemplate, Reranker
 
     tok = AutoTokenizer.from_pretrained(reranker_dir)
     rng = random.Random(0)
@@ -60,11 +60,11 @@ def rerank(reranker_dir: str) -> None:
             pairs.append(ids)
         return pairs
 
-    model = types.SimpleNamespace(pair_template=PairTemplate(tok), settings=types.SimpleNamespace(
+    model = types.SimpleNamespace(template=PairTemplate(tok), settings=types.SimpleNamespace(
         max_request_tokens=1 << 20))
 
     def new_pairs(queries, documents):
-        return RerankerModel._pairs(model, queries, documents, 8192, None, True, "query",
+        return Reranker._pairs(model, queries, documents, 8192, None, True, "query",
                                     "documents")[0]
 
     for name, docs in (("rerank 4 x 14 tokens", 4 * [14]), ("rerank 2 x 480 tokens", 2 * [480]),
@@ -79,7 +79,8 @@ def rendering() -> None:
     from kserve.protocol.infer_type import InferOutput, InferResponse
     from kserve.protocol.rest.v2_datamodels import InferenceResponse
 
-    from predictor.api.http.responses import NumpyJSONResponse, _v2_json
+    from predictor.api.http.responses import NumpyJSONResponse
+    from predictor.api.kserve.rest import _v2_json
 
     rng = np.random.default_rng(0)
     dense = np.stack([rng.standard_normal(1024).astype(np.float32) for _ in range(4)])

@@ -201,6 +201,7 @@ def build_models(settings: Settings) -> list:
     from predictor.api.kserve.reranker import RerankerModel
     from predictor.models_config import ModelsConfigError, resolve_specs
     from predictor.runtime.families import detect_kind
+    from predictor.runtime.host import TorchHost
 
     try:
         specs = resolve_specs(settings)
@@ -213,9 +214,9 @@ def build_models(settings: Settings) -> list:
             # The SPEC --embedder is a BGE-M3 when nothing else tells its family.
             legacy = spec.path == settings.embedder and spec.name == settings.embedder_name
             model = EmbedderModel(spec.served_name, spec.path, settings, spec,
-                                  default_family="bge-m3" if legacy else None)
+                                  default_family="bge-m3" if legacy else None, host=TorchHost())
         else:
-            model = RerankerModel(spec.served_name, spec.path, settings, spec)
+            model = RerankerModel(spec.served_name, spec.path, settings, spec, host=TorchHost())
         models.append(model)
     if not models:
         raise SystemExit("Both --embedder and --reranker are 'none': nothing to serve.")
@@ -290,12 +291,14 @@ def main(argv: list[str] | None = None) -> None:
     from predictor.api.http.middleware import redact_access_logs
     from predictor.api.http.registry import ServedModels
     from predictor.api.http.wire_limits import install as install_http_protocol
-    from predictor.api.kserve.embedder_tensors import StrictDataPlane
     from predictor.api.kserve.grpc_guard import GuardedGRPCServer
+    from predictor.api.kserve.rest import V2JsonResponseType
+    from predictor.api.kserve.tensors import StrictDataPlane
     from predictor.shutdown import drain_models_on_signal, exit_now
 
     install_routes(model_server.app, ServedModels(models), settings,
                    gpu_available=torch.cuda.is_available)
+    model_server.app.add_middleware(V2JsonResponseType)  # labels V2 JSON we render (rest.py)
     redact_access_logs()
     install_http_protocol(settings.max_header_bytes, settings.read_timeout)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,

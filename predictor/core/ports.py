@@ -82,7 +82,12 @@ class EmbedderRunner(LoadedRunner, Protocol):
 
     outputs: frozenset[Output]
     dense_dim: int
+    colbert_dim: int  # width of a ColBERT vector; read only when COLBERT is in ``outputs``
     vocab_size: int
+    tokenizer: Any  # a Hugging Face tokenizer (self-rerank counts its special tokens)
+
+    def describe(self) -> dict[str, Any]:
+        """Facts of the family for ``/v1/models`` (pooling, prefixes...); {} when none."""
 
     def tokenize(self, texts: list[str], max_length: int, truncate: bool,
                  input_type: str | None = None) -> list[list[int]]:

@@ -39,6 +39,8 @@ class Embedding:
 class EncodeResult:
     embeddings: list[Embedding]
     prompt_tokens: int
+    sparse_mapping: str | None = None  # with sparse output: the mapping used
+    sparse_index_space: int | None = None  # ... and the size of its index space
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,6 +123,10 @@ def test_is_query_reaches_the_encoder(client):
     class Recorder:
         name, kind, ready, model_id, aliases = "e5", "embedder", True, "intfloat/e5", ()
 
+        @property
+        def service(self):  # the registry hands the routes a served model's service
+            return self
+
         async def encode(self, texts, options, param="input"):
             seen.append(options.input_type)
             n = 1 if isinstance(texts, str) else len(texts)

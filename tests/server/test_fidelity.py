@@ -9,6 +9,7 @@ import pytest
 
 from predictor.api.kserve.embedder import EmbedderModel
 from predictor.core.types import EncodeOptions, Output
+from predictor.runtime.host import TorchHost
 from predictor.settings import Settings
 
 from fidelity import (
@@ -33,7 +34,7 @@ def embedder(m3_dir, request):
     settings = Settings(embedder=str(m3_dir), reranker="none", device="cpu",
                         batch_wait_ms=50, max_batch_size=64, max_batch_tokens=1 << 20,
                         sub_batches=request.param, dtype="float32")
-    model = EmbedderModel("bge-m3", str(m3_dir), settings)
+    model = EmbedderModel("bge-m3", str(m3_dir), settings, host=TorchHost())
     model.load()
     return model
 
@@ -46,7 +47,7 @@ def check(embeddings, ref, indices):
 
 
 async def test_all_outputs_match_flagembedding(embedder, ref):
-    result = await embedder.encode(TEXTS, EncodeOptions(outputs=ALL))
+    result = await embedder.service.encode(TEXTS, EncodeOptions(outputs=ALL))
     check(result.embeddings, ref, range(len(TEXTS)))
     assert result.prompt_tokens == sum(e.num_tokens for e in result.embeddings)
 
@@ -71,7 +72,7 @@ async def test_concurrent_requests_of_very_different_lengths_share_a_batch(embed
     embedder.runner._forward = counting_forward
     try:
         groups = [[0], [5], [1, 3], [6, 4], [2, 7]]
-        results = await asyncio.gather(*(embedder.encode([TEXTS[i] for i in g],
+        results = await asyncio.gather(*(embedder.service.encode([TEXTS[i] for i in g],
                                                          EncodeOptions(outputs=ALL))
                                          for g in groups))
     finally:
@@ -89,8 +90,8 @@ async def test_concurrent_requests_of_very_different_lengths_share_a_batch(embed
 
 async def test_each_request_gets_only_what_it_asked_for(embedder, ref):
     dense_only, sparse_only = await asyncio.gather(
-        embedder.encode([TEXTS[1]], EncodeOptions(outputs=frozenset({Output.DENSE}))),
-        embedder.encode([TEXTS[2]], EncodeOptions(outputs=frozenset({Output.SPARSE}))))
+        embedder.service.encode([TEXTS[1]], EncodeOptions(outputs=frozenset({Output.DENSE}))),
+        embedder.service.encode([TEXTS[2]], EncodeOptions(outputs=frozenset({Output.SPARSE}))))
     (d,), (s,) = dense_only.embeddings, sparse_only.embeddings
     assert d.sparse is None and d.colbert is None
     assert s.dense is None and s.colbert is None
@@ -100,7 +101,7 @@ async def test_each_request_gets_only_what_it_asked_for(embedder, ref):
 
 async def test_truncation_matches_flagembedding_max_length(embedder, flag_m3):
     ref16 = reference(flag_m3, TEXTS[5:6], max_length=16)
-    result = await embedder.encode(TEXTS[5:6], EncodeOptions(outputs=ALL, max_length=16))
+    result = await embedder.service.encode(TEXTS[5:6], EncodeOptions(outputs=ALL, max_length=16))
     (emb,) = result.embeddings
     assert emb.num_tokens == 16
     assert_dense_close(emb.dense, ref16["dense_vecs"][0])

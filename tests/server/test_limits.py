@@ -72,7 +72,7 @@ def test_pairs_built_from_pieces_equal_the_tokenizers_pair_encoding(reranker_dir
     from family_fixtures import build_bert_cross_encoder
     from transformers import AutoTokenizer
 
-    from predictor.api.kserve.reranker import PairTemplate
+    from predictor.core.reranker import PairTemplate
 
     for path in (reranker_dir, build_bert_cross_encoder(tmp_path)):
         tokenizer = AutoTokenizer.from_pretrained(str(path))

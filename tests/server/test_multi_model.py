@@ -143,7 +143,7 @@ def test_unknown_model_is_404_and_wrong_kind_is_400(client):
     resp = client.post("/v2/models/ms-marco/infer", json={
         "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x"]}]})
     assert resp.status_code == 400, resp.text
-    # /v1/rerank with an embedder is self-reranking (api/rerank/self_rerank.py): a dense-only
+    # /v1/rerank with an embedder is self-reranking (core/self_rerank.py): a dense-only
     # model has no ColBERT vectors, so asking for them is a 400; by default it ranks by dense.
     err = error(client.post("/v1/rerank", json={"model": "bge-en", "query": "q",
                                                 "documents": ["d"], "method": "colbert"}), 400)

@@ -180,10 +180,11 @@ async def test_a_failing_batch_answers_500_and_the_engine_keeps_serving(m3_dir):
     from predictor.api.http.app import install_routes
     from predictor.api.http.registry import ServedModels
     from predictor.api.kserve.embedder import EmbedderModel
+    from predictor.runtime.host import TorchHost
     from predictor.settings import Settings
 
     settings = Settings(embedder=str(m3_dir), reranker="none", device="cpu", max_batch_size=1)
-    model = EmbedderModel("bge-m3", str(m3_dir), settings)
+    model = EmbedderModel("bge-m3", str(m3_dir), settings, host=TorchHost())
     model.load()
     poison = model.runner.tokenize(["poison pill"], 64, True)[0]
     model.batcher.runner = FailingRunner(model.runner, poison)

@@ -141,7 +141,7 @@ def test_self_rerank_matches_bgem3_compute_score(server, flag_m3):
     responses = post_all(server.url, calls)
     pairs = [[QUERY, d] for d in DOCS]
     # compute_score's default lengths are 512; ours are the model's own (8192). Its batched
-    # ColBERT score can also let padding win a max (see self_rerank.py); not with these texts.
+    # ColBERT score can also let padding win a max (see core/self_rerank.py); not with these texts.
     kwargs = {"max_query_length": 8192, "max_passage_length": 8192}
     ref = flag_m3.compute_score(pairs, **kwargs)
     ref_w = flag_m3.compute_score(pairs, weights_for_different_modes=weights, **kwargs)
@@ -163,7 +163,7 @@ def test_self_rerank_encodes_the_query_once():
     """The query goes to the embedder in exactly one encode call, as one text."""
     import asyncio
 
-    from predictor.api.http.rerank.self_rerank import self_rerank
+    from predictor.core.self_rerank import self_rerank
     from predictor.core.types import Embedding, EncodeResult, SparseVector
 
     calls = []

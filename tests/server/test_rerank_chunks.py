@@ -151,13 +151,13 @@ def test_the_request_token_limit_counts_every_chunk(reranker_dir, one_token_word
     under the limit is refused when its chunks together are over it."""
     from transformers import AutoTokenizer
 
-    from predictor.api.kserve.reranker import PairTemplate, RerankerModel
+    from predictor.core.reranker import PairTemplate, Reranker
     from predictor.errors import BadRequestError
     from predictor.settings import Settings
 
-    model = RerankerModel("r", str(reranker_dir),
-                          Settings(reranker=str(reranker_dir), max_request_tokens=80))
-    model.pair_template = PairTemplate(AutoTokenizer.from_pretrained(str(reranker_dir)))
+    model = Reranker("r", None, None,
+                     Settings(reranker=str(reranker_dir), max_request_tokens=80),
+                     template=PairTemplate(AutoTokenizer.from_pretrained(str(reranker_dir))))
     doc = " ".join(document(one_token_words, 60, 3))
     pairs, truncated, chunks = model._pairs([QUERY], [doc], 8192, 16, True, "query",
                                             "documents")

@@ -3,7 +3,8 @@
 Routes exist at ``/v1/...`` and ``/openai/v1/...``. They are added before KServe adds its own,
 so ``GET /v1/models`` is ours (OpenAI shape), while KServe's ``/v1/models/{name}:predict`` and
 the V2 routes stay KServe's. Middleware, outermost first: request counting, bearer auth, body
-size limit, lone-surrogate check, plain-JSON V2 content type.
+size limit, lone-surrogate check, plain-JSON V2 content type. (``cli.py`` adds KServe's
+``V2JsonResponseType`` around them all: api/http does not import api/kserve.)
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from predictor.api.http.middleware import BearerAuth, BodyLimit, CountRequests, 
 from predictor.api.http.openapi import install_openapi
 from predictor.api.http.registry import ServedModels
 from predictor.api.http.rerank import router as rerank_router
-from predictor.api.http.responses import V2JsonResponseType
 from predictor.api.http.v2_content_type import V2JsonContentType
 from predictor.settings import Settings
 
@@ -43,7 +43,6 @@ def install_routes(app: FastAPI, served: ServedModels, settings: Settings, *,
                                            gpu_available=gpu_available))
     app.add_middleware(V2JsonContentType)  # added first = innermost
     app.add_middleware(RejectLoneSurrogates)
-    app.add_middleware(V2JsonResponseType)  # labels V2 JSON we render (responses.py)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BearerAuth, token=settings.api_token,
                        repository_api=settings.repository_api)

@@ -42,19 +42,15 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-def model_card(model) -> dict:
-    entry = {"id": model.name, "object": "model", "created": _STARTED,
-             "owned_by": "bge-predictor", "ready": bool(model.ready)}
-    if model.ready:
-        entry.update(model.describe())
-    else:
-        entry.update({"kind": model.kind, "root": model.model_id})
-    return entry
+def model_card(model) -> ModelCard:
+    facts = model.describe() if model.ready else {"kind": model.kind, "root": model.model_id}
+    return ModelCard(id=model.name, created=_STARTED, owned_by="bge-predictor",
+                     ready=bool(model.ready), **facts)
 
 
 def model_list(served: ServedModels) -> dict:
     """The body of ``GET /v1/models`` (also seed 003's ``GET /models``: dropin/model_list.py)."""
-    return {"object": "list", "data": [model_card(model) for model in served.all()]}
+    return ModelList(data=[model_card(model) for model in served.all()]).model_dump()
 
 
 def build_router(served: ServedModels) -> APIRouter:
@@ -73,6 +69,7 @@ def build_router(served: ServedModels) -> APIRouter:
             raise ModelNotFoundError(model_id, param="model_id")
         if not model.ready:
             raise NotReadyError(model.name)
-        return NumpyJSONResponse({**model_card(model), "name": model.name})
+        card = model_card(model)
+        return NumpyJSONResponse(ModelObject(**card.model_dump(), name=model.name).model_dump())
 
     return router

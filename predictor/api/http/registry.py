@@ -4,13 +4,19 @@ A model answers to its served name, its Hugging Face id or path, and the id's la
 (``BAAI/bge-m3`` → ``bge-m3``), case-insensitively. A requested ``org/name`` that matches
 nothing whole is tried by its last segment too, so a model KServe loaded from ``/mnt/models``
 and named ``bge-m3`` still answers to ``BAAI/bge-m3``. No ``model`` means the first of the kind.
+
+The registry holds the served models (their lifecycle: name, ``ready``, ``describe()``,
+``stats()``) and hands the routes their services (``core.embedder.Embedder``,
+``core.reranker.Reranker``): ``embedder()``, ``reranker()``, ``service()``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from predictor.errors import ModelNotFoundError, WrongModelKindError
+from predictor.core.embedder import Embedder
+from predictor.core.reranker import Reranker
+from predictor.errors import ModelNotFoundError, NotReadyError, WrongModelKindError
 
 TASKS = {"embedder": "embeddings", "reranker": "reranking"}
 
@@ -56,3 +62,18 @@ class ServedModels:
         if model.kind != kind:
             raise WrongModelKindError(requested, TASKS[kind])
         return model
+
+    @staticmethod
+    def service(model: Any) -> Embedder | Reranker:
+        """The service of a served model; 503 while it is not loaded."""
+        if model.service is None:
+            raise NotReadyError(model.name)
+        return model.service
+
+    def embedder(self, requested: str | None) -> Embedder:
+        """The embedder service the request names (or the first embedder)."""
+        return cast(Embedder, self.service(self.get(requested, "embedder")))
+
+    def reranker(self, requested: str | None) -> Reranker:
+        """The reranker service the request names (or the first reranker)."""
+        return cast(Reranker, self.service(self.get(requested, "reranker")))

@@ -1,7 +1,10 @@
-"""What every served model shares: loading then ``ready``, its engine, auth, engine errors.
+"""What every served model shares: loading then ``ready``, its engine, auth, errors in gRPC terms.
 
-Subclasses set ``kind`` and implement ``_load_runner()``; their entry points submit work with
-``self.run(items)``, which turns the engine's refusals into API errors (429, 503).
+A thin ``kserve.Model`` around a service of ``predictor/core`` (``Embedder``, ``Reranker``):
+``load()`` builds the runner(s), the engine and the service (``_load_runner``,
+``_build_service``); ``infer`` decodes V1/V2 with the model's codec, calls the service and
+encodes its result. The domain (validation, tokenising, limits, engine refusals) is the
+service's.
 
 Devices (``--device``): one, or several (``auto`` = every visible GPU, ``cuda:0,cuda:1``); the
 model is loaded on each and one engine queue feeds them all (engine/engine.py).
@@ -9,18 +12,20 @@ model is loaded on each and one engine queue feeds them all (engine/engine.py).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import kserve
 
-from predictor.engine import BatchEngine, EngineDraining, EngineWorker, QueueFull, QueueTimeout
-from predictor.errors import ApiError, NotReadyError, OverloadedError, QueueFullError
+from predictor.auth import check_token
+from predictor.core.ports import BatchRunner, EmbedderRunner, LoadedRunner, RerankerRunner
+from predictor.core.service import EngineService
+from predictor.engine import BatchEngine, EngineWorker
+from predictor.errors import ApiError, NotReadyError
 from predictor.metrics import EngineMetrics
 from predictor.settings import Settings
 
@@ -52,9 +57,7 @@ def resolve_devices(spec: str | None, cuda_count: Callable[[], int] | None = Non
     """
     if spec is None or spec.strip().lower() in ("", "auto"):
         if cuda_count is None:
-            import torch
-
-            cuda_count = torch.cuda.device_count if torch.cuda.is_available() else (lambda: 0)
+            raise ValueError("resolve_devices: 'auto' needs cuda_count (the runtime host's)")
         count = cuda_count()
         return ["cpu"] if count == 0 else ["cuda"] if count == 1 else [
             f"cuda:{i}" for i in range(count)]
@@ -75,15 +78,41 @@ def torch_device(device: str) -> str:
     return "cpu" if device.startswith("cpu") else device
 
 
+class ModelHost(Protocol):
+    """What a served model needs of the runtime (``runtime/host.TorchHost``), given to it by the
+    composition root (``cli.build_models``): ``api/`` imports neither ``runtime`` nor torch."""
+
+    def cuda_count(self) -> int: ...
+
+    def load_embedder(self, model_id: str, settings: Any, spec: Any = None, *,
+                      fallback: str | None = None) -> EmbedderRunner: ...
+
+    def load_reranker(self, model_id: str, settings: Any,
+                      spec: Any = None) -> RerankerRunner: ...
+
+    def engine_runner(self, runner: LoadedRunner, sub_batches: str) -> BatchRunner: ...
+
+    def prepare_worker(self, runner: BatchRunner, device: str | None = None,
+                       cpu_lanes: int | None = None) -> None: ...
+
+
 class EngineModel(kserve.Model):
     kind = "model"
 
-    def __init__(self, name: str, model_id: str, settings: Settings):
+    def __init__(self, name: str, model_id: str, settings: Settings, spec: Any = None, *,
+                 host: ModelHost | None = None):
+        """``spec``: a ``models_config.ModelSpec`` (family, aliases, max_length...), or None.
+        ``host``: the runtime that loads and runs the model (``runtime/host.TorchHost``);
+        needed by ``load()``."""
         super().__init__(name)
         self.model_id = model_id
         self.settings = settings
-        self.runner: Any = None
+        self.spec = spec
+        self.host = host
+        self.runner: Any = None  # a LoadedRunner once loaded (the first, with several devices)
         self.batcher: BatchEngine | None = None
+        self.service: Any = None  # the core service, once loaded
+        self.aliases: tuple[str, ...] = tuple(getattr(spec, "aliases", ()) or ())
         self.metrics = EngineMetrics(name)
 
     def start(self) -> None:
@@ -92,10 +121,23 @@ class EngineModel(kserve.Model):
     def _load_runner(self) -> Any:
         raise NotImplementedError
 
+    def _build_service(self) -> EngineService:
+        """The core service around ``self.runner`` and ``self.batcher``."""
+        raise NotImplementedError
+
+    def _is_ready(self) -> bool:
+        return bool(self.ready)
+
+    def _host(self) -> ModelHost:
+        if self.host is None:
+            raise RuntimeError(f"{self.kind} {self.name}: no runtime host to load it with "
+                               "(cli.build_models gives one)")
+        return self.host
+
     def load(self) -> bool:
         started = time.monotonic()
         s = self.settings
-        devices = resolve_devices(s.device)
+        devices = resolve_devices(s.device, self._host().cuda_count)
         if len(devices) == 1:
             self.runner = (self._load_runner() if s.device in (None, devices[0])
                            else self._load_runner_on(devices[0]))
@@ -113,6 +155,7 @@ class EngineModel(kserve.Model):
             observer=self.metrics, on_worker_start=self._prepare_worker,
             worker=device_worker(lanes[0][0]), device=lanes[0][0],
             replicas=[(device, runner, device_worker(device)) for device, runner in lanes[1:]])
+        self.service = self._build_service()  # before the worker starts: may refuse the model
         self.batcher.start()
         self.load_seconds = time.monotonic() - started
         self.ready = True
@@ -135,34 +178,19 @@ class EngineModel(kserve.Model):
             self.settings = shared
         return runner
 
-    def _batch_runner(self, runner: Any) -> Any:
+    def _batch_runner(self, runner: LoadedRunner) -> BatchRunner:
         """What the engine calls for ``runner``: on CPU, the length splitter around it."""
         runner.observe_stage = self.metrics.stage
-        if self.settings.sub_batches != "off" and runner.device == "cpu":
-            from predictor.runtime.sub_batches import SplitByLength
-
-            return SplitByLength(runner)
-        return runner
+        return self._host().engine_runner(runner, self.settings.sub_batches)
 
     def _prepare_worker(self, lane: Any = None) -> None:
-        """On the engine's worker thread: torch threads, warm-up (runtime/worker.py). CPU
+        """On the engine's worker thread: torch threads, warm-up (runtime/worker_setup.py). CPU
         replicas share the CPUs: each worker takes its share."""
-        from predictor.runtime.worker_setup import prepare_worker
-
         if lane is None:
-            prepare_worker(self.batcher.runner)
+            self._host().prepare_worker(self.batcher.runner)
             return
-        from predictor.runtime.threads import torch_threads
-
-        if lane.device.startswith("cuda:"):
-            import torch
-
-            # this thread's current device: what torch allocates without naming one goes there
-            torch.cuda.set_device(lane.device)
         cpu_lanes = sum(1 for other in self.batcher.lanes if other.device.startswith("cpu"))
-        threads = (max(1, torch_threads() // cpu_lanes) if lane.device.startswith("cpu")
-                   else None)
-        prepare_worker(lane.runner, threads=threads)
+        self._host().prepare_worker(lane.runner, lane.device, cpu_lanes)
 
     @property
     def max_length(self) -> int:
@@ -180,8 +208,6 @@ class EngineModel(kserve.Model):
         REST requests were already authenticated by the HTTP middleware; gRPC metadata reaches
         us here as ``headers``.
         """
-        from predictor.auth import check_token
-
         try:
             check_token(headers or {}, self.settings.api_token)
             return await self.infer(payload)
@@ -193,38 +219,17 @@ class EngineModel(kserve.Model):
     async def infer(self, payload: Any) -> Any:
         raise NotImplementedError
 
-    def ensure_ready(self) -> None:
-        if not self.ready:
+    def ensure_loaded(self) -> None:
+        """A request to a model not loaded (or unloaded) is a 503."""
+        if self.service is None:
             raise NotReadyError(self.name)
 
-    # Up to this many characters, tokenising on the event loop (a fraction of a millisecond in
-    # the Rust tokenizer) is cheaper than the hop to a worker thread and back (1.7-2.5 ms
-    # measured on a busy 2-core machine); bigger requests go to a thread, so the loop stays free.
-    inline_tokenize_chars = 4096
-
-    async def tokenize(self, chars: int, tokenize: Callable[..., Any], *args: Any) -> Any:
-        """``tokenize(*args)`` for a request of ``chars`` characters, timed as the tokenise
-        stage: inline when small, else on the default executor."""
-        started = time.monotonic()
-        if chars <= self.inline_tokenize_chars:
-            result = tokenize(*args)
-        else:
-            result = await asyncio.get_running_loop().run_in_executor(None, tokenize, *args)
-        self.metrics.stage("tokenize", time.monotonic() - started)
-        return result
-
-    async def run(self, items: Sequence[Any]) -> list[Any]:
-        try:
-            return await self.batcher.submit(items, [len(item) for item in items])
-        except QueueFull as exc:
-            raise QueueFullError(f"The server is busy ({exc}); retry shortly.",
-                                 code="queue_full", headers={"Retry-After": "1"}) from None
-        except QueueTimeout as exc:
-            raise OverloadedError(f"The request timed out waiting for the model ({exc}).",
-                                  code="timeout", headers={"Retry-After": "1"}) from None
-        except EngineDraining:
-            raise OverloadedError("The server is shutting down.", code="shutting_down",
-                                  headers={"Retry-After": "1"}) from None
+    def describe(self) -> dict:
+        """Facts for ``/v1/models``: the service's, with the model's source and aliases."""
+        facts = {"kind": self.kind, "root": self.model_id, **self.service.describe()}
+        if self.aliases:
+            facts["aliases"] = list(self.aliases)
+        return facts
 
     def stats(self) -> dict:
         s = self.settings

@@ -13,8 +13,8 @@ from hypothesis.extra.numpy import arrays
 
 from predictor.api.http.embeddings.protocol import EmbeddingsRequest
 from predictor.api.http.embeddings.serving import b64_float32
-from predictor.api.kserve.embedder import validate_texts
 from predictor.api.params import as_bool, as_int
+from predictor.core.limits import validate_texts
 from predictor.core.sparse import hash_token, to_csr, to_hash_space
 from predictor.core.types import SparseVector
 from predictor.errors import BadRequestError

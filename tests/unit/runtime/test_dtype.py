@@ -195,10 +195,11 @@ def _find_config(stats: dict, name: str) -> dict:
 
 def test_auto_in_process_reports_what_this_cpu_gets(m3_dir):
     from predictor.api.kserve.embedder import EmbedderModel
+    from predictor.runtime.host import TorchHost
     from predictor.settings import Settings
 
     settings = Settings(embedder=str(m3_dir), reranker="none", device="cpu", dtype="auto")
-    model = EmbedderModel("bge-m3", str(m3_dir), settings)
+    model = EmbedderModel("bge-m3", str(m3_dir), settings, host=TorchHost())
     model.load()
     try:
         config = model.stats()["config"]

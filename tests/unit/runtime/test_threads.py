@@ -58,10 +58,12 @@ def test_workers_get_the_usable_cpus_unless_the_operator_said(monkeypatch,
 def test_the_model_runs_on_a_worker_with_its_own_threads(m3_dir):
     """load() starts the worker, which takes the CPUs and (on CPU) measures the call cost."""
     from predictor.api.kserve.embedder import EmbedderModel
+    from predictor.runtime.host import TorchHost
     from predictor.settings import Settings
 
     model = EmbedderModel("bge-m3", str(m3_dir),
-                          Settings(embedder=str(m3_dir), reranker="none", device="cpu"))
+                          Settings(embedder=str(m3_dir), reranker="none", device="cpu"),
+                          host=TorchHost())
     seen = {}
     original = model._prepare_worker
 

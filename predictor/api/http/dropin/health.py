@@ -39,8 +39,9 @@ class Health(BaseModel):
 def health_body(served: ServedModels) -> dict:
     models = served.all()
     default = next((m for m in models if m.kind == "embedder"), models[0] if models else None)
-    return {"status": "ok", "model": default.name if default is not None else None,
-            "models": [{"id": m.name, "kind": m.kind, "ready": bool(m.ready)} for m in models]}
+    return Health(status="ok", model=default.name if default is not None else None,
+                  models=[ModelHealth(id=m.name, kind=m.kind, ready=bool(m.ready))
+                          for m in models]).model_dump()
 
 
 def build_routers(served: ServedModels) -> list[APIRouter]:

@@ -24,8 +24,8 @@ from predictor.api.http.embeddings.serving import b64_float32
 from predictor.api.http.openapi import ERROR_RESPONSES
 from predictor.api.http.registry import ServedModels
 from predictor.api.http.responses import NumpyJSONResponse
+from predictor.core.embedder import Embedder
 from predictor.core.types import EncodeOptions, Output
-from predictor.errors import BadRequestError
 
 
 class EmbedRequest(BaseModel):
@@ -49,12 +49,10 @@ class EmbedResponse(BaseModel):
 
 
 async def embed(served: ServedModels, req: EmbedRequest, started_ns: int) -> dict[str, Any]:
-    model = served.get(req.model, "embedder")
-    if req.dimensions is not None and req.dimensions != model.dimensions:
-        raise BadRequestError(
-            f"The model '{model.name}' does not support 'dimensions': it only produces "
-            f"{model.dimensions}-dimensional vectors.", param="dimensions",
-            code="unsupported_parameter")
+    served_model = served.get(req.model, "embedder")
+    model = served.service(served_model)
+    assert isinstance(model, Embedder)
+    model.check_dimensions(req.dimensions)
     options = EncodeOptions(outputs=frozenset({Output.DENSE}), truncate=req.truncate)
     result = await model.encode(req.input, options)
     vectors = [emb.dense for emb in result.embeddings]
@@ -62,7 +60,7 @@ async def embed(served: ServedModels, req: EmbedRequest, started_ns: int) -> dic
         vectors = [b64_float32(v) for v in vectors]
     return {"model": model.name, "embeddings": vectors,
             "total_duration": time.perf_counter_ns() - started_ns,
-            "load_duration": int(getattr(model, "load_seconds", 0.0) * 1e9),
+            "load_duration": int(served_model.load_seconds * 1e9),
             "prompt_eval_count": result.prompt_tokens}
 
 

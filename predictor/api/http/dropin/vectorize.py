@@ -28,10 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from predictor.api.http.disconnect import cancel_on_disconnect
 from predictor.api.http.openapi import ERROR_RESPONSES
 from predictor.api.http.registry import ServedModels
-from predictor.api.http.rerank.self_rerank import self_rerank
 from predictor.api.http.responses import NumpyJSONResponse
+from predictor.core.self_rerank import maxsim
 from predictor.core.types import EncodeOptions, Output, SparseVector
-from predictor.errors import BadRequestError
 
 
 class _Request(BaseModel):
@@ -109,7 +108,7 @@ def sparse_dict(vec: SparseVector, keys: str) -> dict[str, float]:
 
 
 async def _dense(served: ServedModels, req, texts: str | list[str], param: str):
-    model = served.get(req.model, "embedder")
+    model = served.embedder(req.model)
     options = EncodeOptions(outputs=frozenset({Output.DENSE}),
                             input_type="query" if req.is_query else "passage")
     result = await model.encode(texts, options, param=param)
@@ -117,7 +116,7 @@ async def _dense(served: ServedModels, req, texts: str | list[str], param: str):
 
 
 async def _hybrid(served: ServedModels, req, texts: str | list[str], param: str):
-    model = served.get(req.model, "embedder")
+    model = served.embedder(req.model)
     outputs = {Output.DENSE, Output.SPARSE} | ({Output.COLBERT} if req.return_colbert else set())
     options = EncodeOptions(outputs=frozenset(outputs), sparse_mapping="tokenizer",
                             return_tokens=req.sparse_keys == "token")
@@ -127,21 +126,8 @@ async def _hybrid(served: ServedModels, req, texts: str | list[str], param: str)
 
 
 async def _maxsim(served: ServedModels, req: MaxSimRequest) -> dict[str, Any]:
-    model = served.get(req.model, "embedder")
-    if not req.query.strip():
-        raise BadRequestError("'query' is empty.", param="query")
-    if not req.candidates:
-        return {"scores": []}
-    limit = model.settings.max_rerank_documents
-    if len(req.candidates) > limit:
-        raise BadRequestError(f"'candidates' has {len(req.candidates)} items; at most {limit} "
-                              "are allowed per request.", param="candidates",
-                              code="too_many_documents")
-    for i, text in enumerate(req.candidates):
-        if not text.strip():
-            raise BadRequestError(f"candidates[{i}] is empty.", param=f"candidates[{i}]")
-    result = await self_rerank(model, req.query, req.candidates, method="colbert", weights=None)
-    return {"scores": result.scores}
+    model = served.embedder(req.model)
+    return {"scores": await maxsim(model, req.query, req.candidates)}
 
 
 def build_routers(served: ServedModels) -> list[APIRouter]:

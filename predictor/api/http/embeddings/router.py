@@ -24,21 +24,21 @@ def build_router(served: ServedModels) -> APIRouter:
 
     @router.post("/v1/embeddings", response_model=EmbeddingsResponse)
     async def embeddings(req: EmbeddingsRequest, request: Request) -> NumpyJSONResponse:
-        model = served.get(req.model, "embedder")
+        model = served.embedder(req.model)
         return NumpyJSONResponse(
             await cancel_on_disconnect(request, serving.create_embeddings(model, req)))
 
     @router.post("/v1/sparse-embeddings", response_model=SparseEmbeddingsResponse)
     async def sparse_embeddings(req: SparseEmbeddingsRequest,
                                 request: Request) -> NumpyJSONResponse:
-        model = served.get(req.model, "embedder")
+        model = served.embedder(req.model)
         return NumpyJSONResponse(
             await cancel_on_disconnect(request, serving.create_sparse_embeddings(model, req)))
 
     @router.post("/v1/hybrid-embeddings", response_model=HybridEmbeddingsResponse)
     async def hybrid_embeddings(req: HybridEmbeddingsRequest,
                                 request: Request) -> NumpyJSONResponse:
-        model = served.get(req.model, "embedder")
+        model = served.embedder(req.model)
         return NumpyJSONResponse(
             await cancel_on_disconnect(request, serving.create_hybrid_embeddings(model, req)))
 

@@ -1,4 +1,4 @@
-"""Turns embedding-route requests into ``EmbedderModel.encode`` calls and results into bodies.
+"""Turns embedding-route requests into ``Embedder.encode`` calls and results into bodies.
 
 Bodies keep numpy arrays; ``NumpyJSONResponse`` serialises them without Python float lists.
 """
@@ -16,8 +16,9 @@ from predictor.api.http.embeddings.protocol import (
     SparseEmbeddingsRequest,
 )
 from predictor.api.params import resolve_input_type
+from predictor.core.embedder import Embedder
+from predictor.core.options import outputs_from_flags
 from predictor.core.types import EncodeOptions, EncodeResult, Output, SparseVector
-from predictor.errors import BadRequestError
 
 
 def _usage(result: EncodeResult) -> dict[str, int]:
@@ -28,9 +29,10 @@ def _sparse(vec: SparseVector) -> dict[str, Any]:
     return {"indices": vec.indices, "values": vec.values}
 
 
-def _mapped_sparse(vec: SparseVector, mapping: str, index_space: int) -> dict[str, Any]:
-    out = {"indices": vec.indices, "values": vec.values, "mapping": mapping,
-           "index_space": index_space}
+def _mapped_sparse(vec: SparseVector | None, result: EncodeResult) -> dict[str, Any]:
+    assert vec is not None
+    out = {"indices": vec.indices, "values": vec.values, "mapping": result.sparse_mapping,
+           "index_space": result.sparse_index_space}
     if vec.tokens is not None:
         out["tokens"] = vec.tokens
     return out
@@ -63,21 +65,12 @@ def _vectors(req) -> Any:
     return lambda array: array
 
 
-async def create_embeddings(model, req: EmbeddingsRequest) -> dict[str, Any]:
-    if req.dimensions is not None and req.dimensions != model.dimensions:
-        raise BadRequestError(
-            f"The model '{model.name}' does not support 'dimensions': it is not "
-            f"Matryoshka-trained and only produces {model.dimensions}-dimensional vectors.",
-            param="dimensions", code="unsupported_parameter")
-    flags = {Output.DENSE: req.return_dense, Output.SPARSE: req.return_sparse,
-             Output.COLBERT: req.return_colbert}
-    extended = any(flag is not None for flag in flags.values())
-    if extended:
-        defaults = {Output.DENSE: True, Output.SPARSE: False, Output.COLBERT: False}
-        outputs = frozenset(o for o, flag in flags.items() if (defaults[o] if flag is None
-                                                               else flag))
-    else:
-        outputs = frozenset({Output.DENSE})
+async def create_embeddings(model: Embedder, req: EmbeddingsRequest) -> dict[str, Any]:
+    model.check_dimensions(req.dimensions)
+    # seed 001's return_* flags; with any of them the answer has its extended fields too
+    extended = any(flag is not None for flag in (req.return_dense, req.return_sparse,
+                                                 req.return_colbert))
+    outputs = outputs_from_flags(req.return_dense, req.return_sparse, req.return_colbert)
     options = EncodeOptions(outputs=outputs, max_length=req.max_length, truncate=req.truncate,
                             sparse_mapping=req.sparse_token_mapping, input_type=input_type(req))
     result = await model.encode(req.input, options)
@@ -99,32 +92,30 @@ async def create_embeddings(model, req: EmbeddingsRequest) -> dict[str, Any]:
             "embedding_types": [o.value for o in Output if o in outputs]}  # seed 001
 
 
-async def create_sparse_embeddings(model, req: SparseEmbeddingsRequest) -> dict[str, Any]:
-    mapping = req.sparse_token_mapping or model.settings.sparse_token_mapping
+async def create_sparse_embeddings(model: Embedder,
+                                   req: SparseEmbeddingsRequest) -> dict[str, Any]:
     options = EncodeOptions(outputs=frozenset({Output.SPARSE}), max_length=req.max_length,
-                            truncate=req.truncate, sparse_mapping=mapping,
+                            truncate=req.truncate, sparse_mapping=req.sparse_token_mapping,
                             return_tokens=req.return_tokens, input_type=input_type(req))
     result = await model.encode(req.input, options)
-    space = model.sparse_index_space(mapping)
     data = [{"object": "sparse_embedding", "index": i,
-             "sparse": _mapped_sparse(emb.sparse, mapping, space)}
+             "sparse": _mapped_sparse(emb.sparse, result)}
             for i, emb in enumerate(result.embeddings)]
     return {"object": "list", "data": data, "model": model.name, "usage": _usage(result)}
 
 
-async def create_hybrid_embeddings(model, req: HybridEmbeddingsRequest) -> dict[str, Any]:
-    mapping = req.sparse_token_mapping or model.settings.sparse_token_mapping
+async def create_hybrid_embeddings(model: Embedder,
+                                   req: HybridEmbeddingsRequest) -> dict[str, Any]:
     outputs = {Output.DENSE, Output.SPARSE} | ({Output.COLBERT} if req.return_colbert else set())
     options = EncodeOptions(outputs=frozenset(outputs), max_length=req.max_length,
-                            truncate=req.truncate, sparse_mapping=mapping,
+                            truncate=req.truncate, sparse_mapping=req.sparse_token_mapping,
                             return_tokens=req.return_tokens, input_type=input_type(req))
     result = await model.encode(req.input, options)
-    space = model.sparse_index_space(mapping)
     vectors = _vectors(req)
     data = []
     for i, emb in enumerate(result.embeddings):
         item = {"object": "hybrid_embedding", "index": i, "dense": vectors(emb.dense),
-                "sparse": _mapped_sparse(emb.sparse, mapping, space)}
+                "sparse": _mapped_sparse(emb.sparse, result)}
         if emb.colbert is not None:
             item["colbert"] = vectors(emb.colbert)
         data.append(item)

@@ -1,5 +1,5 @@
-"""Turns rerank requests into ``RerankerModel.score`` or embedder self-rerank calls, and the
-scores into Cohere/Jina-shaped bodies.
+"""Turns rerank requests into ``Reranker.score`` or embedder self-rerank calls
+(``core/self_rerank.py``), and the scores into Cohere/Jina-shaped bodies.
 
 ``relevance_score``: for a cross-encoder, the sigmoid of its logit (0..1, like Cohere's), or the
 logit itself with ``raw_scores``. For the embedder, always the raw similarity of the method
@@ -16,18 +16,22 @@ from typing import Any
 
 from predictor.api.http.registry import ServedModels
 from predictor.api.http.rerank.protocol import RerankRequest
-from predictor.api.http.rerank.self_rerank import self_rerank
+from predictor.core.embedder import Embedder
+from predictor.core.limits import check_document_count
+from predictor.core.reranker import Reranker
+from predictor.core.self_rerank import self_rerank
 from predictor.errors import BadRequestError, ModelNotFoundError, WrongModelKindError
 
 DOCUMENTS_PER_SEARCH_UNIT = 100  # Cohere bills one search unit per query and 100 documents
 
 
-def resolve_model(served: ServedModels, requested: str | None):
-    """The named reranker or embedder; with no name, the first reranker, else the embedder."""
+def resolve_model(served: ServedModels, requested: str | None) -> Reranker | Embedder:
+    """The named reranker or embedder's service; with no name, the first reranker, else the
+    embedder."""
     if requested is None or not requested.strip():
         for kind in ("reranker", "embedder"):
             try:
-                return served.get(None, kind)
+                return served.service(served.get(None, kind))
             except ModelNotFoundError:
                 continue
         raise ModelNotFoundError("<any reranker>")
@@ -36,7 +40,7 @@ def resolve_model(served: ServedModels, requested: str | None):
         raise ModelNotFoundError(requested)
     if model.kind not in ("reranker", "embedder"):
         raise WrongModelKindError(requested, "reranking")
-    return served.get(requested, model.kind)
+    return served.service(served.get(requested, model.kind))
 
 
 def document_text(document: str | dict[str, Any], i: int, rank_fields: list[str] | None) -> str:
@@ -63,10 +67,7 @@ def validate(req: RerankRequest, max_documents: int) -> list[str]:
         raise BadRequestError("'query' is empty.", param="query")
     if not req.documents:
         raise BadRequestError("'documents' must be a non-empty list.", param="documents")
-    if len(req.documents) > max_documents:
-        raise BadRequestError(f"'documents' has {len(req.documents)} items; at most "
-                              f"{max_documents} are allowed per request.", param="documents",
-                              code="too_many_documents")
+    check_document_count(len(req.documents), max_documents, "documents")
     texts = [document_text(doc, i, req.rank_fields) for i, doc in enumerate(req.documents)]
     for i, text in enumerate(texts):
         if not text.strip():
@@ -84,13 +85,13 @@ def validate(req: RerankRequest, max_documents: int) -> list[str]:
 async def rerank(served: ServedModels, req: RerankRequest, api_version: str) -> dict[str, Any]:
     started = time.monotonic()
     model = resolve_model(served, req.model)
-    texts = validate(req, model.settings.max_rerank_documents)
+    texts = validate(req, model.max_documents)
     meta: dict[str, Any] = {"api_version": {"version": api_version}}
     warnings = []
-    if req.max_chunks_per_doc is not None and model.kind != "reranker":
+    if req.max_chunks_per_doc is not None and not isinstance(model, Reranker):
         warnings.append("max_chunks_per_doc is ignored when reranking with an embedder: "
                         "documents over the length limit are truncated, not chunked.")
-    if model.kind == "reranker":
+    if isinstance(model, Reranker):
         for name in ("method", "weights"):
             if getattr(req, name) is not None:
                 raise BadRequestError(

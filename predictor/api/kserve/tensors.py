@@ -1,15 +1,9 @@
-"""KServe V1 and V2 tensor adapters for the embedder (SPEC: "KServe V2 inference protocol").
-
-V2 input: one BYTES tensor of texts. Outputs (only those asked for): ``dense`` [N, D];
-``sparse_indices``/``sparse_values``/``sparse_offsets`` as CSR; ``colbert`` [T, D] with
-``colbert_offsets`` [N+1]. Outputs are chosen by the ``return_*`` parameters, or, when none is
-given, by the request's ``outputs`` list, else dense only. The ``embed_dtype`` parameter
-(``float32`` default, ``float16``) sets the element type of ``dense`` and ``colbert``.
-"""
+"""KServe V2 tensors, for every model's codec: parameters, BYTES inputs as texts, responses,
+and a strict decoder of binary REST requests (``StrictDataPlane``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import orjson
@@ -23,42 +17,11 @@ from kserve.protocol.infer_type import (
     to_http_parameters,
 )
 
-from predictor.api.params import as_bool, as_int, resolve_input_type
-from predictor.core.sparse import MAPPINGS, to_csr
-from predictor.core.types import EncodeOptions, EncodeResult, Output
 from predictor.errors import BadRequestError
-
-if TYPE_CHECKING:
-    from predictor.api.kserve.embedder import EmbedderModel
-
-OUTPUT_TENSORS = {
-    "dense": Output.DENSE,
-    "sparse_indices": Output.SPARSE,
-    "sparse_values": Output.SPARSE,
-    "sparse_offsets": Output.SPARSE,
-    "colbert": Output.COLBERT,
-    "colbert_offsets": Output.COLBERT,
-}
-_FLAGS = {"return_dense": Output.DENSE, "return_sparse": Output.SPARSE,
-          "return_colbert": Output.COLBERT}
-
-
-def outputs_from_flags(params: dict[str, Any]) -> set[Output]:
-    """Outputs chosen by ``return_*`` parameters (SPEC defaults: dense on, the others off)."""
-    return {flag for name, flag in _FLAGS.items()
-            if as_bool(params.get(name, flag is Output.DENSE), name)}
 
 
 def request_parameters(request: InferRequest) -> dict[str, Any]:
     return to_http_parameters(request.parameters) if request.parameters else {}
-
-
-def texts_from_request(request: InferRequest) -> list[str]:
-    """The texts of the embedder's single BYTES input."""
-    if len(request.inputs) != 1:
-        raise BadRequestError(f"Expected exactly one BYTES input tensor, got "
-                              f"{len(request.inputs)}.", param="inputs")
-    return texts_of_input(request.inputs[0], "inputs[0]")
 
 
 def texts_of_input(tensor, param: str) -> list[str]:
@@ -87,75 +50,6 @@ def texts_of_input(tensor, param: str) -> list[str]:
     return texts
 
 
-def encode_options(request: InferRequest) -> EncodeOptions:
-    params = request_parameters(request)
-    embed_dtype(request)  # a bad embed_dtype is refused before any work is done
-    explicit = any(name in params for name in _FLAGS)
-    outputs = outputs_from_flags(params)
-    if not explicit:
-        requested = [out.name for out in request.request_outputs or []]
-        for name in requested:
-            if name not in OUTPUT_TENSORS:
-                raise BadRequestError(f"Unknown output '{name}'; known outputs: "
-                                      f"{', '.join(OUTPUT_TENSORS)}.", param="outputs")
-        outputs = {OUTPUT_TENSORS[name] for name in requested} or {Output.DENSE}
-    max_length = as_int(params["max_length"], "max_length") if "max_length" in params else None
-    truncate = as_bool(params["truncate"], "truncate") if "truncate" in params else True
-    mapping = params.get("sparse_token_mapping")
-    if mapping is not None and mapping not in MAPPINGS:
-        raise BadRequestError(f"sparse_token_mapping must be one of {MAPPINGS}.",
-                              param="sparse_token_mapping")
-    return EncodeOptions(outputs=frozenset(outputs), max_length=max_length, truncate=truncate,
-                         sparse_mapping=mapping,
-                         input_type=resolve_input_type(params.get("input_type"),
-                                                       params.get("is_query")))
-
-
-EMBED_DTYPES = {"float32": np.float32, "float16": np.float16}
-
-
-def embed_dtype(request: InferRequest) -> type:
-    """The element type of ``dense`` and ``colbert`` asked for by ``embed_dtype``.
-
-    FP16 travels only as binary data (KServe and Triton refuse FP16 in JSON), so a REST request
-    that wants it answered in JSON gets a 400 saying how to ask for binary outputs.
-    """
-    value = request_parameters(request).get("embed_dtype", "float32")
-    if value not in EMBED_DTYPES:
-        raise BadRequestError(f"embed_dtype must be one of {', '.join(EMBED_DTYPES)}; got "
-                              f"{value!r}.", param="embed_dtype")
-    dtype = EMBED_DTYPES[value]
-    if dtype is np.float16 and not request.from_grpc:
-        requested = request.request_outputs or []
-        json_outputs = ([out.name for out in requested if not out.binary_data
-                         and out.name in ("dense", "colbert")] if requested
-                        else [] if request.use_binary_outputs else ["all"])
-        if json_outputs:
-            raise BadRequestError(
-                "embed_dtype 'float16' gives FP16 outputs, which V2 carries only as binary "
-                "data: set the request parameter 'binary_data_output' (or 'binary_data' on "
-                "each requested output) to true.", param="embed_dtype")
-    return dtype
-
-
-def embedding_tensors(result: EncodeResult, outputs: frozenset[Output],
-                      dense_dim: int | None = None,
-                      dtype: type = np.float32) -> dict[str, np.ndarray]:
-    embs = result.embeddings
-    tensors: dict[str, np.ndarray] = {}
-    if Output.DENSE in outputs:
-        tensors["dense"] = np.stack([e.dense for e in embs]).astype(dtype, copy=False)
-    if Output.SPARSE in outputs:
-        idx, val, off = to_csr([e.sparse for e in embs])
-        tensors.update(sparse_indices=idx, sparse_values=val, sparse_offsets=off)
-    if Output.COLBERT in outputs:
-        offsets = np.zeros(len(embs) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(e.colbert) for e in embs])
-        tensors["colbert"] = np.concatenate([e.colbert for e in embs]).astype(dtype, copy=False)
-        tensors["colbert_offsets"] = offsets
-    return tensors
-
-
 _DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16",
               np.dtype(np.int64): "INT64"}
 
@@ -178,47 +72,6 @@ def infer_response(model_name: str, request: InferRequest, tensors: dict[str, np
     return InferResponse(response_id=request.id or "", model_name=model_name,
                          infer_outputs=outputs, use_binary_outputs=request.use_binary_outputs,
                          requested_outputs=request.request_outputs, parameters=parameters)
-
-
-def embedding_response(model_name: str, request: InferRequest, result: EncodeResult,
-                       options: EncodeOptions) -> InferResponse:
-    tensors = embedding_tensors(result, options.outputs, dtype=embed_dtype(request))
-    return infer_response(model_name, request, tensors, {"prompt_tokens": result.prompt_tokens})
-
-
-async def v1_embed(model: EmbedderModel, payload: Any) -> dict:
-    """V1 ``{"instances": [text | {"text": ...}], "parameters"?}`` → ``{"predictions": [...]}``.
-
-    Each prediction is an object with the outputs asked for: ``dense`` (list of floats),
-    ``sparse`` (``{"indices", "values"}``), ``colbert`` (list of vectors).
-    """
-    if not isinstance(payload, dict) or "instances" not in payload:
-        raise BadRequestError("Expected a JSON object with 'instances'.", param="instances")
-    instances = payload["instances"]
-    if not isinstance(instances, list):
-        raise BadRequestError("'instances' must be a list.", param="instances")
-    texts = [inst.get("text") if isinstance(inst, dict) else inst for inst in instances]
-    params = payload.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise BadRequestError("'parameters' must be an object.", param="parameters")
-    outputs = outputs_from_flags(params)
-    options = EncodeOptions(outputs=frozenset(outputs),
-                            max_length=(as_int(params["max_length"], "max_length")
-                                        if "max_length" in params else None),
-                            truncate=as_bool(params.get("truncate", True), "truncate"))
-    result = await model.encode(texts, options, param="instances")
-    predictions = []
-    for emb in result.embeddings:
-        item: dict[str, Any] = {}
-        if emb.dense is not None:
-            item["dense"] = emb.dense.tolist()
-        if emb.sparse is not None:
-            item["sparse"] = {"indices": emb.sparse.indices.tolist(),
-                              "values": emb.sparse.values.tolist()}
-        if emb.colbert is not None:
-            item["colbert"] = emb.colbert.tolist()
-        predictions.append(item)
-    return {"predictions": predictions}
 
 
 # -- V2 binary REST requests: a strict decoder ---------------------------------------------

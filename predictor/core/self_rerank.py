@@ -30,7 +30,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from predictor.core.types import Embedding, EncodeOptions, Output
+from predictor.core import limits
+from predictor.core.embedder import Embedder
+from predictor.core.types import Embedding, EncodeOptions, EncodeResult, Output
 from predictor.errors import BadRequestError
 
 METHODS = ("colbert", "dense", "sparse", "hybrid")
@@ -64,10 +66,12 @@ def check_weights(method: str, weights: Sequence[float] | None) -> tuple[float, 
 
 
 def dense_score(q: Embedding, d: Embedding) -> float:
+    assert q.dense is not None and d.dense is not None
     return float(np.dot(q.dense.astype(np.float64), d.dense.astype(np.float64)))
 
 
 def sparse_score(q: Embedding, d: Embedding) -> float:
+    assert q.sparse is not None and d.sparse is not None
     _, qi, di = np.intersect1d(q.sparse.indices, d.sparse.indices, assume_unique=True,
                                return_indices=True)
     return float(np.dot(q.sparse.values[qi].astype(np.float64),
@@ -75,6 +79,7 @@ def sparse_score(q: Embedding, d: Embedding) -> float:
 
 
 def colbert_score(q: Embedding, d: Embedding) -> float:
+    assert q.colbert is not None and d.colbert is not None
     sims = q.colbert.astype(np.float64) @ d.colbert.astype(np.float64).T
     return float(sims.max(axis=1).sum() / q.colbert.shape[0])
 
@@ -92,8 +97,9 @@ def method_score(method: str, weights: tuple[float, float, float], q: Embedding,
              + w_dense * dense_score(q, d)) / (w_dense + w_sparse + w_colbert))
 
 
-async def _encode_both(model, query: str, documents: list[str], query_options: EncodeOptions,
-                       document_options: EncodeOptions):
+async def _encode_both(model: Embedder, query: str, documents: list[str],
+                       query_options: EncodeOptions, document_options: EncodeOptions
+                       ) -> list[EncodeResult]:
     """Both ``encode`` calls at once; if one fails, the other is cancelled."""
     tasks = [asyncio.ensure_future(model.encode(query, query_options, param="query")),
              asyncio.ensure_future(model.encode(documents, document_options, param="documents"))]
@@ -106,13 +112,13 @@ async def _encode_both(model, query: str, documents: list[str], query_options: E
         raise
 
 
-async def self_rerank(model, query: str, documents: list[str], *, method: str | None,
+async def self_rerank(model: Embedder, query: str, documents: list[str], *, method: str | None,
                       weights: Sequence[float] | None, max_length: int | None = None,
                       max_document_tokens: int | None = None,
                       truncate: bool = True) -> SelfScores:
     """Score ``documents`` against ``query`` with the embedder ``model`` (input order)."""
     if method is None:  # ColBERT when the model has that head, else dense (e.g. BGE v1.5, E5)
-        method = DEFAULT_METHOD if Output.COLBERT in model.runner.outputs else "dense"
+        method = DEFAULT_METHOD if Output.COLBERT in model.outputs else "dense"
     if method not in METHODS:
         raise BadRequestError(f"Unknown method '{method}'; use one of {', '.join(METHODS)}.",
                               param="method")
@@ -123,8 +129,7 @@ async def self_rerank(model, query: str, documents: list[str], *, method: str | 
     document_options = replace(query_options, input_type="passage")
     if max_document_tokens is not None:
         # the per-document cap counts the document's own tokens, as for the cross-encoder
-        specials = model.runner.tokenizer.num_special_tokens_to_add()
-        limit = min(max_length or model.max_length, max_document_tokens + specials)
+        limit = min(max_length or model.max_length, max_document_tokens + model.special_tokens)
         document_options = replace(document_options, max_length=limit, truncate=True)
     q_result, d_result = await _encode_both(model, query, documents, query_options,
                                             document_options)
@@ -132,3 +137,19 @@ async def self_rerank(model, query: str, documents: list[str], *, method: str | 
     scores = [method_score(method, w, q, d) for d in d_result.embeddings]
     return SelfScores(scores=scores, num_tokens=q_result.prompt_tokens + d_result.prompt_tokens,
                       method=method)
+
+
+async def maxsim(model: Embedder, query: str, candidates: list[str],
+                 param: str = "candidates") -> list[float]:
+    """ColBERT MaxSim of each candidate against ``query`` (seed 002's ``/rerank``): no
+    candidates, no scores; every candidate checked (count, empty) before any work."""
+    if not query.strip():
+        raise BadRequestError("'query' is empty.", param="query")
+    if not candidates:
+        return []
+    limits.check_document_count(len(candidates), model.settings.max_rerank_documents, param)
+    for i, text in enumerate(candidates):
+        if not text.strip():
+            raise BadRequestError(f"{param}[{i}] is empty.", param=f"{param}[{i}]")
+    result = await self_rerank(model, query, candidates, method="colbert", weights=None)
+    return result.scores
