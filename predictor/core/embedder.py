@@ -78,12 +78,7 @@ class Embedder(EngineService):
             "kind": self.kind, "max_model_len": self.max_length, "dimensions": self.dimensions,
             "outputs": [o.value for o in Output if o in self.outputs],
             "family": self.runner.family}
-        # Transitional (issue 12): until every runner has ``describe()`` (ports.py), M3Runner
-        # has none; remove this probe once runtime/ implements it.
-        describe = getattr(self.runner, "describe", None)
-        if describe is not None:
-            facts |= describe()
-        return facts
+        return facts | self.runner.describe()
 
     # -- the one entry point ------------------------------------------------------------
     async def encode(self, texts: Sequence[Any] | str, options: EncodeOptions,
