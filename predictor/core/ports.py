@@ -107,3 +107,22 @@ class RerankerRunner(LoadedRunner, Protocol):
     tokenizer: Any  # a Hugging Face tokenizer: the service learns the pair template from it
 
     def run_batch(self, items: Sequence[ScoreItem]) -> list[float]: ...
+
+
+class ModelHost(Protocol):
+    """What a served model needs of the runtime (``runtime/host.TorchHost``), given to it by the
+    composition root (``cli.build_models``), so that neither ``api/`` nor ``core/`` imports
+    ``runtime`` or torch."""
+
+    def cuda_count(self) -> int: ...
+
+    def load_embedder(self, model_id: str, settings: Any, spec: Any = None, *,
+                      fallback: str | None = None) -> EmbedderRunner: ...
+
+    def load_reranker(self, model_id: str, settings: Any,
+                      spec: Any = None) -> RerankerRunner: ...
+
+    def engine_runner(self, runner: LoadedRunner, sub_batches: str) -> BatchRunner: ...
+
+    def prepare_worker(self, runner: BatchRunner, device: str | None = None,
+                       cpu_lanes: int | None = None) -> None: ...

@@ -3,7 +3,7 @@ the composition root (``cli.build_models``) so that ``api/`` imports neither ``r
 torch: device discovery, runner loading, the engine's view of a runner (the length splitter on
 CPU) and the worker thread's set-up (torch threads, current CUDA device, warm-up).
 
-``TorchHost`` satisfies ``api.kserve.model.ModelHost`` structurally; it imports nothing of
+``TorchHost`` satisfies ``core.ports.ModelHost`` structurally; it imports nothing of
 ``api``.
 """
 

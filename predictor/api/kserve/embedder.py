@@ -13,9 +13,10 @@ from typing import Any
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from predictor.api.kserve import embedder_codec as codec
-from predictor.api.kserve.model import EngineModel, ModelHost
+from predictor.api.kserve.model import EngineModel
 from predictor.api.kserve.rest import v2_rest_response
 from predictor.core.embedder import Embedder
+from predictor.core.ports import ModelHost
 from predictor.settings import Settings
 
 

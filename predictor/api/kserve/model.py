@@ -6,94 +6,30 @@ A thin ``kserve.Model`` around a service of ``predictor/core`` (``Embedder``, ``
 encodes its result. The domain (validation, tokenising, limits, engine refusals) is the
 service's.
 
-Devices (``--device``): one, or several (``auto`` = every visible GPU, ``cuda:0,cuda:1``); the
-model is loaded on each and one engine queue feeds them all (engine/engine.py).
+Devices (``--device``, core/devices.py): one, or several (``auto`` = every visible GPU,
+``cuda:0,cuda:1``); the model is loaded on each and one engine queue feeds them all
+(engine/engine.py). The runtime is reached only through the ``ModelHost`` port
+(core/ports.py) that the composition root gives (cli.build_models: runtime/host.TorchHost).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import threading
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import kserve
 
 from predictor.auth import check_token
-from predictor.core.ports import BatchRunner, EmbedderRunner, LoadedRunner, RerankerRunner
+from predictor.core.devices import device_worker, resolve_devices, torch_device
+from predictor.core.ports import BatchRunner, LoadedRunner, ModelHost
 from predictor.core.service import EngineService
-from predictor.engine import BatchEngine, EngineWorker
+from predictor.engine import BatchEngine
 from predictor.errors import ApiError, NotReadyError
 from predictor.metrics import EngineMetrics
 from predictor.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-# One worker thread per device for all models on it (engine/worker.py says why). The workers of
-# several devices share one lock: the engines' queues are shared between them.
-_DEVICE_WORKERS: dict[str, EngineWorker] = {}
-_DEVICES_LOCK = threading.Condition()
-
-
-def device_worker(device: str) -> EngineWorker:
-    if device not in _DEVICE_WORKERS:
-        _DEVICE_WORKERS[device] = EngineWorker(f"{device}-worker", lock=_DEVICES_LOCK)
-    return _DEVICE_WORKERS[device]
-
-
-_DEVICE_NAME = re.compile(r"^(cpu|cuda)(:\d+)?$")
-
-
-def resolve_devices(spec: str | None, cuda_count: Callable[[], int] | None = None) -> list[str]:
-    """The devices named by ``--device``, in order.
-
-    Unset or ``auto``: every visible GPU (``cuda`` when there is one, ``cuda:0``... when
-    several; ROCm GPUs appear as ``cuda`` too), else ``cpu``. A comma-separated list names
-    devices: ``cuda:0,cuda:1``. ``cpu:N`` entries are CPU replicas, each a copy of the model on
-    a worker of its own sharing the CPUs (for tests of several devices without a GPU).
-    """
-    if spec is None or spec.strip().lower() in ("", "auto"):
-        if cuda_count is None:
-            raise ValueError("resolve_devices: 'auto' needs cuda_count (the runtime host's)")
-        count = cuda_count()
-        return ["cpu"] if count == 0 else ["cuda"] if count == 1 else [
-            f"cuda:{i}" for i in range(count)]
-    devices = [part.strip() for part in spec.split(",")]
-    if len(devices) == 1:
-        return devices  # one device: passed to torch as it is, as before
-    for device in devices:
-        if not _DEVICE_NAME.match(device):
-            raise ValueError(f"--device: {device!r} in {spec!r} is not cpu, cpu:N, cuda or "
-                             "cuda:N")
-    if len(set(devices)) != len(devices):
-        raise ValueError(f"--device: {spec!r} names a device twice")
-    return devices
-
-
-def torch_device(device: str) -> str:
-    """What torch is given for a device name: ``cpu:N`` replicas all run on ``cpu``."""
-    return "cpu" if device.startswith("cpu") else device
-
-
-class ModelHost(Protocol):
-    """What a served model needs of the runtime (``runtime/host.TorchHost``), given to it by the
-    composition root (``cli.build_models``): ``api/`` imports neither ``runtime`` nor torch."""
-
-    def cuda_count(self) -> int: ...
-
-    def load_embedder(self, model_id: str, settings: Any, spec: Any = None, *,
-                      fallback: str | None = None) -> EmbedderRunner: ...
-
-    def load_reranker(self, model_id: str, settings: Any,
-                      spec: Any = None) -> RerankerRunner: ...
-
-    def engine_runner(self, runner: LoadedRunner, sub_batches: str) -> BatchRunner: ...
-
-    def prepare_worker(self, runner: BatchRunner, device: str | None = None,
-                       cpu_lanes: int | None = None) -> None: ...
 
 
 class EngineModel(kserve.Model):

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from predictor.api.kserve.model import resolve_devices, torch_device
+from predictor.core.devices import resolve_devices, torch_device
 from predictor.engine import BatchEngine, EngineDraining, EngineWorker, QueueFull
 
 
