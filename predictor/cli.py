@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port,
                                 workers=1, max_threads=args.max_threads,
                                 max_asyncio_workers=args.max_asyncio_workers,
-                                enable_grpc=False,  # ours instead, with auth (api/grpc_guard.py)
+                                enable_grpc=False,  # ours instead, with auth (grpc_guard.py)
                                 enable_docs_url=args.enable_docs_url,
                                 enable_latency_logging=args.enable_latency_logging,
                                 grace_period=settings.grace_period)

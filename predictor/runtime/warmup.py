@@ -2,7 +2,7 @@
 
 Why: the first forward of each shape on CUDA pays for kernel selection, cuBLAS workspaces and
 the caching allocator's first blocks; without a warm-up the first requests after ``ready`` are
-the slowest. Runs on the engine's worker thread (runtime/worker.py), before ``ready``: one
+the slowest. Runs on the engine's worker thread (runtime/worker_setup.py), before ``ready``: one
 short query, a few texts, and full batches up to the GPU token budget, with every output the
 runner has. Nothing happens on CPU (there the sub-batch measurement is the warm-up).
 """
