@@ -42,9 +42,9 @@ def compat_routers(served: ServedModels, settings: Settings, *,
     """The seeds' own routers (none when ``compat_routes`` is off), and the training routes
     when ``training`` is on (``gpu_available``: see ``training.build_routers``)."""
     routers = []
-    if getattr(settings, "compat_routes", True):
+    if settings.compat_routes:
         routers = [router for module in DROP_INS for router in module.build_routers(served)]
-    if getattr(settings, "training", False):
+    if settings.training:
         routers += training.build_routers(served, settings, gpu_available=gpu_available)
     return routers
 
