@@ -63,8 +63,8 @@ def test_strict_mode_and_executable(script: Path) -> None:
     assert os.access(script, os.X_OK), f"{script} is not executable"
 
 
-def test_kind_e2e_reports_missing_tools(tmp_path: Path) -> None:
-    """With only bash and coreutils on PATH it names the missing tools and exits non-zero."""
+def _bin_with_bash_and_coreutils(tmp_path: Path) -> Path:
+    """A PATH folder holding bash and coreutils only: the scripts' tool check sees nothing else."""
     assert BASH
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -73,6 +73,12 @@ def test_kind_e2e_reports_missing_tools(tmp_path: Path) -> None:
         found = shutil.which(tool)
         if found:
             (bindir / tool).symlink_to(found)
+    return bindir
+
+
+def test_kind_e2e_reports_missing_tools(tmp_path: Path) -> None:
+    """With only bash and coreutils on PATH it names the missing tools and exits non-zero."""
+    bindir = _bin_with_bash_and_coreutils(tmp_path)
     env = {"PATH": str(bindir), "HOME": str(tmp_path), "PYTHON": "python3"}
     proc = subprocess.run(
         [str(bindir / "bash"), str(KIND_E2E)],
@@ -93,14 +99,7 @@ def test_kind_e2e_reports_missing_tools(tmp_path: Path) -> None:
 
 def test_kind_e2e_reports_only_kind_when_only_kind_is_missing(tmp_path: Path) -> None:
     """Every other tool present (as stubs): the message names kind alone."""
-    assert BASH
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "bash").symlink_to(BASH)
-    for tool in COREUTILS:
-        found = shutil.which(tool)
-        if found:
-            (bindir / tool).symlink_to(found)
+    bindir = _bin_with_bash_and_coreutils(tmp_path)
     for stub in ("docker", "kubectl", "helm", "python3"):
         path = bindir / stub
         path.write_text("#!/bin/sh\nexit 0\n")
