@@ -33,9 +33,6 @@ from predictor.demo.cache import (
 from predictor.demo.corpus import corpus
 from predictor.demo.tokenizer import MODEL_MAX_LENGTH, train_tokenizer
 
-# The names tests/support/family_fixtures.py imports (from before the split).
-_corpus, _config, _quiet_progress = corpus, xlmr_config, quiet_progress
-
 __all__ = [
     "DEMO_SHAPE",
     "DEMO_VERSION",

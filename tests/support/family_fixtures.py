@@ -31,12 +31,12 @@ def train_bert_tokenizer(path: Path, vocab_size: int = 1200):
     from tokenizers.trainers import WordPieceTrainer
     from transformers import BertTokenizerFast
 
-    from predictor.demo import _corpus
+    from predictor.demo import corpus
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(_corpus(0), WordPieceTrainer(vocab_size=vocab_size,
+    tok.train_from_iterator(corpus(0), WordPieceTrainer(vocab_size=vocab_size,
                                                          special_tokens=_BERT_SPECIALS,
                                                          show_progress=False))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
@@ -61,10 +61,10 @@ def _bert_config(vocab_size: int, **extra):
 
 
 def _save(model, path: Path) -> None:
-    from predictor.demo import _quiet_progress
+    from predictor.demo import quiet_progress
 
     model.eval()
-    with _quiet_progress():
+    with quiet_progress():
         model.save_pretrained(str(path))
 
 
@@ -86,7 +86,7 @@ def build_xlmr_encoder(path: Path, seed: int) -> int:
     import torch
     from transformers import XLMRobertaModel
 
-    from predictor.demo import ModelShape, _config, train_tokenizer
+    from predictor.demo import ModelShape, train_tokenizer, xlmr_config
 
     shape = ModelShape(hidden=32, heads=2, intermediate=64, max_position=514, seed=seed)
     tok = train_tokenizer(path, shape.vocab_size, 0)
@@ -94,7 +94,7 @@ def build_xlmr_encoder(path: Path, seed: int) -> int:
     tok.save_pretrained(str(path))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = XLMRobertaModel(_config(shape, len(tok), architectures=["XLMRobertaModel"]))
+        model = XLMRobertaModel(xlmr_config(shape, len(tok), architectures=["XLMRobertaModel"]))
     _save(model, path)
     return shape.hidden
 
