@@ -76,18 +76,17 @@ def _bin_with_bash_and_coreutils(tmp_path: Path) -> Path:
     return bindir
 
 
+def _run_kind_e2e(bindir: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """kind-e2e.sh under bash from ``bindir``, with ``bindir`` as the whole PATH."""
+    env = {"PATH": str(bindir), "HOME": str(tmp_path), "PYTHON": "python3"}
+    return subprocess.run([str(bindir / "bash"), str(KIND_E2E)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60)
+
+
 def test_kind_e2e_reports_missing_tools(tmp_path: Path) -> None:
     """With only bash and coreutils on PATH it names the missing tools and exits non-zero."""
     bindir = _bin_with_bash_and_coreutils(tmp_path)
-    env = {"PATH": str(bindir), "HOME": str(tmp_path), "PYTHON": "python3"}
-    proc = subprocess.run(
-        [str(bindir / "bash"), str(KIND_E2E)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    proc = _run_kind_e2e(bindir, tmp_path)
     assert proc.returncode != 0
     for tool in ("kind", "kubectl", "helm", "docker"):
         assert f'required tool "{tool}" not found in PATH' in proc.stderr, proc.stderr
@@ -104,15 +103,7 @@ def test_kind_e2e_reports_only_kind_when_only_kind_is_missing(tmp_path: Path) ->
         path = bindir / stub
         path.write_text("#!/bin/sh\nexit 0\n")
         path.chmod(0o755)
-    env = {"PATH": str(bindir), "HOME": str(tmp_path), "PYTHON": "python3"}
-    proc = subprocess.run(
-        [str(bindir / "bash"), str(KIND_E2E)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    proc = _run_kind_e2e(bindir, tmp_path)
     assert proc.returncode != 0
     assert 'required tool "kind" not found in PATH' in proc.stderr, proc.stderr
     assert "missing required tools: kind\n" in proc.stderr, proc.stderr
