@@ -31,8 +31,8 @@ class EmbedderModel(EngineModel):
         super().__init__(name, model_id, settings, spec, host=host)
         self.default_family = default_family
 
-    def _load_runner(self) -> Any:
-        return self._host().load_embedder(self.model_id, self.settings, self.spec,
+    def _load_runner(self, settings: Settings) -> Any:
+        return self._host().load_embedder(self.model_id, settings, self.spec,
                                           fallback=self.default_family)
 
     def _build_service(self) -> Embedder:

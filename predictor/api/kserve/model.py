@@ -54,7 +54,8 @@ class EngineModel(kserve.Model):
     def start(self) -> None:
         """KServe's default marks every model ready here; ours is ready only once loaded."""
 
-    def _load_runner(self) -> Any:
+    def _load_runner(self, settings: Settings) -> Any:
+        """The runner for this model, loaded on ``settings.device``."""
         raise NotImplementedError
 
     def _build_service(self) -> EngineService:
@@ -75,11 +76,11 @@ class EngineModel(kserve.Model):
         s = self.settings
         devices = resolve_devices(s.device, self._host().cuda_count)
         if len(devices) == 1:
-            self.runner = (self._load_runner() if s.device in (None, devices[0])
-                           else self._load_runner_on(devices[0]))
+            self.runner = self._load_runner(s if s.device in (None, devices[0])
+                                            else self._settings_on(devices[0]))
             lanes = [(self.runner.device, self._batch_runner(self.runner))]
         else:
-            runners = [self._load_runner_on(device) for device in devices]
+            runners = [self._load_runner(self._settings_on(device)) for device in devices]
             self.runner = runners[0]
             lanes = [(device, self._batch_runner(runner))
                      for device, runner in zip(devices, runners, strict=True)]
@@ -102,17 +103,9 @@ class EngineModel(kserve.Model):
                     self.load_seconds)
         return self.ready
 
-    def _load_runner_on(self, device: str) -> Any:
-        """The model loaded on one of several devices. ``_load_runner`` reads the device from
-        ``self.settings``, so it sees a copy naming this device while it runs (loading is
-        sequential, on the main thread)."""
-        shared = self.settings
-        self.settings = shared.model_copy(update={"device": torch_device(device)})
-        try:
-            runner = self._load_runner()
-        finally:
-            self.settings = shared
-        return runner
+    def _settings_on(self, device: str) -> Settings:
+        """This model's settings naming ``device`` (as torch knows it) to load it there."""
+        return self.settings.model_copy(update={"device": torch_device(device)})
 
     def _batch_runner(self, runner: LoadedRunner) -> BatchRunner:
         """What the engine calls for ``runner``: on CPU, the length splitter around it."""

@@ -17,14 +17,15 @@ from predictor.api.kserve import reranker_codec as codec
 from predictor.api.kserve.model import EngineModel
 from predictor.api.kserve.rest import v2_rest_response
 from predictor.core.reranker import Reranker
+from predictor.settings import Settings
 
 
 class RerankerModel(EngineModel):
     kind = "reranker"
     service: Reranker
 
-    def _load_runner(self) -> Any:
-        return self._host().load_reranker(self.model_id, self.settings, self.spec)
+    def _load_runner(self, settings: Settings) -> Any:
+        return self._host().load_reranker(self.model_id, settings, self.spec)
 
     def _build_service(self) -> Reranker:
         return Reranker(self.name, self.runner, self.batcher, self.settings,
