@@ -216,7 +216,6 @@ class BatchEngine:
         batch.deliver(outcome)
         for stats in (self.stats, lane.stats) if len(self.lanes) > 1 else (self.stats,):
             stats.batches += 1
-            stats.batch_items += size
             stats.items += size
             stats.tokens += tokens
             stats.padded_tokens += padded

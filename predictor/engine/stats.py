@@ -11,7 +11,6 @@ class EngineStats:
     requests: int = 0
     items: int = 0
     batches: int = 0
-    batch_items: int = 0
     padded_tokens: int = 0
     tokens: int = 0
     busy_seconds: float = 0.0
@@ -25,7 +24,7 @@ class EngineStats:
             "processed_items": self.items,
             "processed_tokens": self.tokens,
             "batches": self.batches,
-            "average_batch_size": round(self.batch_items / self.batches, 3) if self.batches else 0,
+            "average_batch_size": round(self.items / self.batches, 3) if self.batches else 0,
             "average_processing_time_ms": (round(1000 * self.busy_seconds / self.batches, 3)
                                            if self.batches else 0),
             "padding_ratio": (round(1 - self.tokens / self.padded_tokens, 4)
@@ -42,7 +41,7 @@ class EngineStats:
             "processed_items": self.items,
             "processed_tokens": self.tokens,
             "busy_seconds": round(self.busy_seconds, 6),
-            "average_batch_size": round(self.batch_items / self.batches, 3) if self.batches else 0,
+            "average_batch_size": round(self.items / self.batches, 3) if self.batches else 0,
             "failed_batches": self.failed_batches,
         }
 

@@ -18,7 +18,7 @@ def build_router(served: ServedModels, settings: Settings) -> APIRouter:
         per_model = {model.name: model.stats() for model in served.all()}
         engines = [m.batcher for m in served.all() if m.batcher is not None]
         batches = sum(e.stats.batches for e in engines)
-        items = sum(e.stats.batch_items for e in engines)
+        items = sum(e.stats.items for e in engines)
         busy = sum(e.stats.busy_seconds for e in engines)
         body = {
             "batching": {
