@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from predictor.api.http.embeddings.protocol import EmbeddingsRequest
-from predictor.api.http.embeddings.serving import b64_float32
+from predictor.api.http.embeddings.serving import b64_array
 from predictor.api.params import as_bool, as_int
 from predictor.core.limits import validate_texts
 from predictor.core.sparse import hash_token, to_csr, to_hash_space
@@ -92,7 +92,7 @@ def test_lexical_weights_match_flagembedding_rule(pairs):
 
 @given(arrays(np.float32, st.integers(0, 64), elements=st.floats(-1e6, 1e6, width=32)))
 def test_base64_round_trip(vector):
-    decoded = np.frombuffer(base64.b64decode(b64_float32(vector)), dtype="<f4")
+    decoded = np.frombuffer(base64.b64decode(b64_array(vector, "float32")), dtype="<f4")
     np.testing.assert_array_equal(decoded, vector)
 
 

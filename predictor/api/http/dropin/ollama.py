@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from predictor.api.http.disconnect import cancel_on_disconnect
-from predictor.api.http.embeddings.serving import b64_float32
+from predictor.api.http.embeddings.serving import b64_array
 from predictor.api.http.openapi import ERROR_RESPONSES
 from predictor.api.http.registry import ServedModels
 from predictor.api.http.responses import NumpyJSONResponse
@@ -57,7 +57,7 @@ async def embed(served: ServedModels, req: EmbedRequest, started_ns: int) -> dic
     result = await model.encode(req.input, options)
     vectors = [emb.dense for emb in result.embeddings]
     if req.encoding_format == "base64":
-        vectors = [b64_float32(v) for v in vectors]
+        vectors = [b64_array(v, "float32") for v in vectors]
     return {"model": model.name, "embeddings": vectors,
             "total_duration": time.perf_counter_ns() - started_ns,
             "load_duration": int(served_model.load_seconds * 1e9),

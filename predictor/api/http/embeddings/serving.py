@@ -43,17 +43,13 @@ def input_type(req) -> str | None:
     return resolve_input_type(req.input_type, req.is_query)
 
 
-def b64_float32(vector: np.ndarray) -> str:
-    """OpenAI's base64 encoding: little-endian float32 bytes."""
-    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-
-
 _LITTLE_ENDIAN = {"float32": "<f4", "float16": "<f2"}
 
 
 def b64_array(array: np.ndarray, embed_dtype: str) -> str:
     """A vector, or a matrix with its rows concatenated, as base64 of little-endian
-    ``embed_dtype`` bytes (vLLM's ``embed_dtype``; float16 halves a ColBERT response)."""
+    ``embed_dtype`` bytes (OpenAI's base64 encoding is ``float32``; vLLM's ``embed_dtype``
+    ``float16`` halves a ColBERT response)."""
     return base64.b64encode(np.ascontiguousarray(array, dtype=_LITTLE_ENDIAN[embed_dtype])
                             .tobytes()).decode("ascii")
 
