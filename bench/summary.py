@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 
 def summarise(payload: dict) -> list[str]:
@@ -37,14 +38,20 @@ def summarise(payload: dict) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def print_from_results(argv: list[str] | None, prog: str,
+                       lines_of: Callable[[dict], list[str]]) -> int:
+    """``python -m PROG results.json``: print ``lines_of`` the run's results (2 on bad usage)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m bench.summary results.json", file=sys.stderr)
+        print(f"usage: python -m {prog} results.json", file=sys.stderr)
         return 2
     with open(argv[0], encoding="utf-8") as f:
-        print("\n".join(summarise(json.load(f))))
+        print("\n".join(lines_of(json.load(f))))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return print_from_results(argv, "bench.summary", summarise)
 
 
 if __name__ == "__main__":

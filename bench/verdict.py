@@ -16,8 +16,9 @@ what a GPU does.
 
 from __future__ import annotations
 
-import json
 import sys
+
+from .summary import print_from_results
 
 # (name, workload, field, unit, target, higher is better)
 THROUGHPUT = (
@@ -66,13 +67,7 @@ def verdicts(payload: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m bench.verdict results.json", file=sys.stderr)
-        return 2
-    with open(argv[0], encoding="utf-8") as f:
-        print("\n".join(verdicts(json.load(f))))
-    return 0
+    return print_from_results(argv, "bench.verdict", verdicts)
 
 
 if __name__ == "__main__":
