@@ -42,21 +42,27 @@ class FakeSpecialTokens:
 
 
 @dataclass
-class FakeEmbedderRunner:
-    """Dense = [number of tokens, sum of ids, 1, 0]; sparse = weight 1/position per word id;
-    ColBERT = one row per token."""
+class _FakeLoadedRunner:
+    """What every runner declares (core/ports.LoadedRunner)."""
 
-    outputs: frozenset[Output] = frozenset(Output)
     max_length: int = 32
-    dense_dim: int = 4
-    colbert_dim: int = 4
-    vocab_size: int = 1000
     family: str = "fake"
     device: str = "cpu"
     half: bool = False
     precision: FakePrecision = field(default_factory=FakePrecision)
     retryable_errors: tuple[type[BaseException], ...] = ()
     observe_stage: Any = None
+
+
+@dataclass
+class FakeEmbedderRunner(_FakeLoadedRunner):
+    """Dense = [number of tokens, sum of ids, 1, 0]; sparse = weight 1/position per word id;
+    ColBERT = one row per token."""
+
+    outputs: frozenset[Output] = frozenset(Output)
+    dense_dim: int = 4
+    colbert_dim: int = 4
+    vocab_size: int = 1000
     tokenizer: Any = field(default_factory=FakeSpecialTokens)
     gate: threading.Event | None = None
     entered: threading.Event = field(default_factory=threading.Event)  # a forward began
@@ -135,16 +141,10 @@ RELEVANT = "needle"
 
 
 @dataclass
-class FakeRerankerRunner:
+class FakeRerankerRunner(_FakeLoadedRunner):
     """The logit of a pair: how often the word ``needle`` occurs in it."""
 
-    max_length: int = 32
     family: str = "cross-encoder"
-    device: str = "cpu"
-    half: bool = False
-    precision: FakePrecision = field(default_factory=FakePrecision)
-    retryable_errors: tuple[type[BaseException], ...] = ()
-    observe_stage: Any = None
     tokenizer: Any = field(default_factory=FakePairTokenizer)
     batches: list[list[ScoreItem]] = field(default_factory=list)
 
