@@ -14,6 +14,12 @@ on it. A worker takes the next batch the moment its device is free, so a batch a
 device with nothing running (the least-loaded one) and the queue bound and fairness are the
 queue's, whatever the number of devices. A batch failing on one device fails only its requests.
 
+A runner that overlaps its stages (``pipeline``: host preparation of the next batch and
+post-processing of the last one while a batch runs on the device, runtime/pipeline.py) gets a
+batch the moment it has room for one, up to its ``depth`` batches in flight, instead of when
+the previous batch is done; results come back through the pipeline's futures, in order. A
+runner that packs its batches (``packs_batches``) has its token budget counted in real tokens.
+
 Backpressure: at most ``max_queue_items`` wait; beyond it ``submit`` raises ``QueueFull`` at
 once. A request waiting longer than ``request_timeout_s`` raises ``QueueTimeout`` and its items
 leave the queue, as do the items of a cancelled request (client gone). A runner may name
@@ -26,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,10 +48,24 @@ logger = logging.getLogger(__name__)
 
 
 class BatchRunner(Protocol):
-    """Runs one batch of payloads; called on the engine's worker thread. It may name
-    ``retryable_errors``: the errors after which the batch is split and retried."""
+    """Runs one batch of payloads; called on the engine's worker thread.
+
+    Optional attributes the engine reads: ``retryable_errors`` (the errors after which a batch
+    is split and retried), ``packs_batches`` (True: the batch costs its real tokens, not its
+    padded ones) and ``pipeline`` (a ``BatchPipeline`` or None: used instead of ``run_batch``).
+    """
 
     def run_batch(self, payloads: Sequence[Any]) -> Sequence[Any]: ...
+
+
+class BatchPipeline(Protocol):
+    """A runner's overlapping stages: ``submit`` returns at once with the batch's future
+    (results in the payloads' order, or the batch's error); ``depth`` batches at most are
+    worth having in flight (one per stage)."""
+
+    depth: int
+
+    def submit(self, payloads: Sequence[Any]) -> Future: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -54,7 +76,16 @@ class Lane:
     runner: BatchRunner
     worker: EngineWorker
     stats: EngineStats = field(default_factory=EngineStats)
-    running: int = 0  # items in the batch running now
+    running: int = 0  # items in the batches running now
+    in_flight: int = 0  # batches handed to the runner's pipeline and not done yet
+    busy_since: float = 0.0  # when in_flight last went from 0 to 1
+    slots: threading.Condition = field(default_factory=threading.Condition)  # guards in_flight
+
+    def wait_idle(self) -> None:
+        """Block until no pipelined batch is in flight."""
+        with self.slots:
+            while self.in_flight:
+                self.slots.wait()
 
 
 class BatchEngine:
@@ -91,7 +122,9 @@ class BatchEngine:
         # The workers own the lock; the queue is built on it (queue.py says why).
         self.queue = BatchQueue(max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
                                 max_wait_s=max_wait_s, max_items=max_queue_items,
-                                lock=worker.lock, on_depth=self._observe_depth)
+                                lock=worker.lock, on_depth=self._observe_depth,
+                                cost="tokens" if getattr(runner, "packs_batches", False)
+                                else "padded")
         self._set_up = False
 
     @property
@@ -153,6 +186,8 @@ class BatchEngine:
         for thread in threads:
             if thread is not None:
                 await asyncio.to_thread(thread.join)
+        for lane in self.lanes:  # pipelined batches still on their way
+            await asyncio.to_thread(lane.wait_idle)
 
     # -- submitting (event loop) ---------------------------------------------------------
     async def submit(self, payloads: Sequence[Any], lengths: Sequence[int]) -> list[Any]:
@@ -197,34 +232,43 @@ class BatchEngine:
     # -- running a batch (the worker's thread, no lock) ----------------------------------
     def _run_taken(self, batch: Batch, lane: Lane) -> None:
         self._observe_depth(batch.left)
+        pipeline = getattr(lane.runner, "pipeline", None)
+        if pipeline is not None:
+            self._start_pipelined(batch, lane, pipeline)
+            return
         started = time.monotonic()
-        waits = batch.waits(started)
-        tokens = batch.tokens
-        padded = batch.padded_tokens
-        size = len(batch.items)
-        lane.running = size
+        lane.running += len(batch.items)
         try:
             outcome: list[Any] | BaseException = self._run_splitting(batch.payloads, lane.runner)
         except Exception as exc:  # the batch fails, the engine keeps serving
             outcome = exc
+        lane.running -= len(batch.items)
+        seconds = time.monotonic() - started
+        self._finish(batch, lane, outcome, batch.waits(started), seconds, seconds)
+
+    def _finish(self, batch: Batch, lane: Lane, outcome: list[Any] | BaseException,
+                waits: list[float], seconds: float, busy: float) -> None:
+        """Deliver a batch's outcome and count it. ``seconds``: from start to results;
+        ``busy``: the device time to count for it (less than ``seconds`` when batches overlap
+        in a pipeline)."""
+        size = len(batch.items)
+        ok = not isinstance(outcome, BaseException)
+        if isinstance(outcome, BaseException):
             self.stats.failed_batches += 1
             lane.stats.failed_batches += 1
-            logger.exception("%s: batch of %d failed on %s", self.name, size,
-                             lane.device or "its device")
-        lane.running = 0
-        seconds = time.monotonic() - started
-        batch.deliver(outcome)
+            logger.error("%s: batch of %d failed on %s", self.name, size,
+                         lane.device or "its device", exc_info=outcome)
         for stats in (self.stats, lane.stats) if len(self.lanes) > 1 else (self.stats,):
             stats.batches += 1
             stats.items += size
-            stats.tokens += tokens
-            stats.padded_tokens += padded
-            stats.busy_seconds += seconds
+            stats.tokens += batch.tokens
+            stats.padded_tokens += batch.padded_tokens
+            stats.busy_seconds += busy
+        batch.deliver(outcome)  # after counting: whoever got a result sees it counted
         if self.observer is not None:
             try:
-                self.observer.batch_done(size, tokens, padded, waits, seconds,
-                                         not isinstance(outcome, BaseException),
-                                         device=lane.device)
+                self.observer.batch_done(size, batch.tokens, batch.padded_tokens, waits, seconds,
+                                         ok, device=lane.device)
             except Exception:  # metrics must never stop the worker
                 logger.exception("%s: observer failed", self.name)
 
@@ -241,10 +285,81 @@ class BatchEngine:
             half = len(payloads) // 2
             return (self._run_splitting(payloads[:half], runner)
                     + self._run_splitting(payloads[half:], runner))
-        if len(results) != len(payloads):
-            raise RuntimeError(f"runner returned {len(results)} results for "
-                               f"{len(payloads)} payloads")
+        _check_count(results, payloads)
         return results
+
+    # -- a pipelined runner (the worker's thread, then the pipeline's) ---------------------
+    def _start_pipelined(self, batch: Batch, lane: Lane, pipeline: BatchPipeline) -> None:
+        """Hand the batch to the pipeline, then return once it has room for the next one (so
+        the next batch is chosen as late as possible, from everything waiting by then)."""
+        started = time.monotonic()
+        waits = batch.waits(started)
+        with lane.slots:
+            if lane.in_flight == 0:
+                lane.busy_since = started
+            lane.in_flight += 1
+            lane.running += len(batch.items)
+        retryable = tuple(getattr(lane.runner, "retryable_errors", ()))
+        future = self._submit_splitting(batch.payloads, pipeline, retryable)
+        future.add_done_callback(
+            functools.partial(self._pipelined_done, batch, lane, started, waits))
+        with lane.slots:
+            while lane.in_flight >= max(1, pipeline.depth):
+                lane.slots.wait()
+
+    def _pipelined_done(self, batch: Batch, lane: Lane, started: float, waits: list[float],
+                        future: Future) -> None:
+        """The batch's future is done (on a pipeline thread): free its slot, deliver."""
+        error = future.exception()
+        outcome: list[Any] | BaseException = error if error is not None else future.result()
+        now = time.monotonic()
+        with lane.slots:
+            lane.in_flight -= 1
+            lane.running -= len(batch.items)
+            busy = 0.0
+            if lane.in_flight == 0:  # the device's busy time is counted once per busy spell
+                busy, lane.busy_since = now - lane.busy_since, now
+            lane.slots.notify_all()
+        self._finish(batch, lane, outcome, waits, now - started, busy)
+
+    def _submit_splitting(self, payloads: list[Any], pipeline: BatchPipeline,
+                          retryable: tuple[type[BaseException], ...]) -> Future:
+        """``pipeline.submit``, with ``_run_splitting``'s rule: a batch failing with a
+        retryable error is submitted again as two halves; the future gets their results."""
+        done: Future = Future()
+
+        def on_result(future: Future) -> None:
+            error = future.exception()
+            if isinstance(error, retryable) and len(payloads) > 1:
+                logger.warning("%s: batch of %d hit a retryable error; splitting it", self.name,
+                               len(payloads))
+                half = len(payloads) // 2
+                _gather([self._submit_splitting(part, pipeline, retryable)
+                         for part in (payloads[:half], payloads[half:])], done)
+            elif error is not None:
+                done.set_exception(error)
+            else:
+                try:
+                    results = list(future.result())
+                    _check_count(results, payloads)
+                except Exception as exc:
+                    done.set_exception(exc)
+                else:
+                    done.set_result(results)
+
+        try:
+            pipeline.submit(payloads).add_done_callback(on_result)
+        except Exception as exc:  # a closed pipeline: this batch fails, like a failed forward
+            done.set_exception(exc)
+        return done
+
+    def describe(self) -> dict[str, Any]:
+        """How batches are formed and fed (``/stats``, the load log): what the token budget
+        counts (``padded`` or real ``tokens``) and how many batches the runner overlaps (0: it
+        runs one at a time)."""
+        pipeline = getattr(self.runner, "pipeline", None)
+        return {"batch_cost": self.queue.cost,
+                "pipeline_depth": pipeline.depth if pipeline is not None else 0}
 
     def device_stats(self) -> dict[str, dict]:
         """Per device: its totals and whether a batch runs on it now."""
@@ -253,3 +368,30 @@ class BatchEngine:
                                            "running_items": self.lanes[0].running}}
         return {lane.device: {**lane.stats.device_summary(), "running_items": lane.running}
                 for lane in self.lanes}
+
+
+def _check_count(results: list[Any], payloads: list[Any]) -> None:
+    if len(results) != len(payloads):
+        raise RuntimeError(f"runner returned {len(results)} results for "
+                           f"{len(payloads)} payloads")
+
+
+def _gather(parts: list[Future], into: Future) -> None:
+    """Set ``into`` to the concatenated results of ``parts``, or to the first error, once all
+    of them are done."""
+    remaining = [len(parts)]
+    lock = threading.Lock()
+
+    def one_done(_: Future) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        errors = [part.exception() for part in parts if part.exception() is not None]
+        if errors:
+            into.set_exception(errors[0])
+        else:
+            into.set_result([result for part in parts for result in part.result()])
+
+    for part in parts:
+        part.add_done_callback(one_done)

@@ -11,7 +11,10 @@ neighbours) is the one thing to read when tuning batching, and it can be tested 
   ``max_wait_s`` for company, or the waiting items already fill a batch.
 - ``take`` removes the next batch: built around the OLDEST item (so no item waits behind an
   endless stream of better-fitting ones), grown with its nearest-length neighbours (less
-  padding), while ``max_len * count <= max_batch_tokens`` and ``count <= max_batch_size``.
+  padding), while its cost fits ``max_batch_tokens`` and ``count <= max_batch_size``. The
+  cost is what the runner computes: ``padded`` (``max_len * count``: a padded batch, the
+  default) or ``tokens`` (the sum of the lengths: a runner that packs its batches without
+  padding, as TEI and vLLM count, ``runtime/packed.py``).
 - ``Batch.deliver`` hands the results back to each request's event loop, from any thread.
 
 The lock: the queue does not own it. It is the lock of the worker(s) that take from the queue
@@ -80,12 +83,18 @@ class Ticket:
         return list(results)
 
 
+#: How a batch's tokens are counted against ``max_batch_tokens`` (module docstring).
+COSTS = ("padded", "tokens")
+
+
 @dataclass(slots=True, eq=False)
 class Batch:
-    """Items taken together; ``left``: how many still waited in the queue after the take."""
+    """Items taken together; ``left``: how many still waited in the queue after the take;
+    ``packed``: the runner runs it without padding (cost ``tokens``)."""
 
     items: list[Item]
     left: int
+    packed: bool = False
 
     @property
     def payloads(self) -> list[Any]:
@@ -97,7 +106,10 @@ class Batch:
 
     @property
     def padded_tokens(self) -> int:
-        """What the batch costs padded to its longest item."""
+        """The tokens the runner computes: padded to the longest item, or only the real ones
+        for a packed batch."""
+        if self.packed:
+            return self.tokens
         return max(item.length for item in self.items) * len(self.items)
 
     def waits(self, now: float) -> list[float]:
@@ -122,12 +134,15 @@ class BatchQueue:
     def __init__(self, *, max_batch_tokens: int = 16384, max_batch_size: int = 64,
                  max_wait_s: float = 0.002, max_items: int | None = None,
                  lock: threading.Condition | None = None,
-                 on_depth: Callable[[int], None] | None = None):
+                 on_depth: Callable[[int], None] | None = None, cost: str = "padded"):
         """``lock``: the workers' (module docstring). ``on_depth``: told the number of waiting
         items after a request's items come or leave (metrics), outside the lock; after a
-        ``take`` the taker reports ``Batch.left`` itself."""
+        ``take`` the taker reports ``Batch.left`` itself. ``cost``: one of ``COSTS``."""
         if max_batch_tokens < 1 or max_batch_size < 1 or max_wait_s < 0:
             raise ValueError("batch limits must be positive")
+        if cost not in COSTS:
+            raise ValueError(f"unknown batch cost {cost!r}; one of {', '.join(COSTS)}")
+        self.cost = cost
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -220,11 +235,13 @@ class BatchQueue:
             oldest = min(self._items)
             anchor = next(i for i, item in enumerate(waiting) if item.seq == oldest)
             lo = hi = anchor  # the batch is waiting[lo:hi + 1]; sorted: the longest is [hi]
+            total = waiting[anchor].length  # real tokens in the batch
             while hi - lo + 1 < self.max_batch_size:
                 count = hi - lo + 2
-                fits_left = lo > 0 and waiting[hi].length * count <= self.max_batch_tokens
-                fits_right = (hi + 1 < len(waiting)
-                              and waiting[hi + 1].length * count <= self.max_batch_tokens)
+                fits_left = lo > 0 and self._fits(total + waiting[lo - 1].length,
+                                                  waiting[hi].length * count)
+                fits_right = hi + 1 < len(waiting) and self._fits(
+                    total + waiting[hi + 1].length, waiting[hi + 1].length * count)
                 if fits_left and fits_right:
                     anchor_len = waiting[anchor].length
                     take_left = (anchor_len - waiting[lo - 1].length
@@ -235,13 +252,19 @@ class BatchQueue:
                     break
                 if take_left:
                     lo -= 1
+                    total += waiting[lo].length
                 else:
                     hi += 1
+                    total += waiting[hi].length
             items = waiting[lo:hi + 1]
             for item in items:
                 del self._items[item.seq]
                 self._tokens -= item.length
-            return Batch(items, len(self._items))
+            return Batch(items, len(self._items), packed=self.cost == "tokens")
+
+    def _fits(self, real: int, padded: int) -> bool:
+        """Whether a batch of ``real`` tokens, ``padded`` when padded, fits the budget."""
+        return (real if self.cost == "tokens" else padded) <= self.max_batch_tokens
 
 
 def _retrieve(fut: asyncio.Future) -> None:

@@ -49,6 +49,26 @@ async def test_the_token_budget_and_batch_size_bound_every_batch():
     assert [11] in batches, "an item over the budget goes alone"
 
 
+async def test_a_packed_runner_budgets_real_tokens_not_padding():
+    lengths = [100, 10, 10, 10, 10, 10]  # the long one is the oldest
+    padded = queue(max_batch_tokens=150, max_batch_size=8)
+    padded.put(list(range(6)), lengths)
+    batch = padded.take()
+    assert batch.payloads == [0], "padded: 100 x 2 rows is over 150"
+    assert batch.padded_tokens == 100
+
+    packed = queue(max_batch_tokens=150, max_batch_size=8, cost="tokens")
+    packed.put(list(range(6)), lengths)
+    batch = packed.take()
+    assert sorted(batch.payloads) == [0, 1, 2, 3, 4, 5], "packed: 150 real tokens fit 150"
+    assert batch.tokens == batch.padded_tokens == 150, "a packed batch computes no padding"
+
+    packed.put(list(range(3)), [60, 60, 60])
+    assert len(packed.take().payloads) == 2, "the sum is bounded: 180 > 150"
+    with pytest.raises(ValueError, match="unknown batch cost"):
+        queue(cost="rows")
+
+
 async def test_the_oldest_item_goes_first_however_many_better_fits_arrive():
     q = queue(max_batch_tokens=40, max_batch_size=4)
     q.put(["old"], [40])
