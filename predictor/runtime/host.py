@@ -32,8 +32,9 @@ class TorchHost:
 
     def engine_runner(self, runner: Any, sub_batches: str) -> Any:
         """What the engine calls for ``runner``: on CPU, the length splitter around it
-        (unless ``--sub_batches off``)."""
-        if sub_batches != "off" and runner.device == "cpu":
+        (unless ``--sub_batches off``, or the runner packs its batches: no padding to save)."""
+        if (sub_batches != "off" and runner.device == "cpu"
+                and not getattr(runner, "packs_batches", False)):
             from predictor.runtime.sub_batches import SplitByLength
 
             return SplitByLength(runner)

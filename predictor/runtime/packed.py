@@ -15,10 +15,17 @@ transformers' SDPA with its SDPA mask, so a padded forward gives what it gave be
 Used only on CUDA (``M3Runner``/``CrossEncoderRunner`` build :class:`PackedM3` /
 :class:`PackedReranker` there); CPU behaviour is unchanged. tests/unit/runtime/test_gpu_path.py
 checks the packed outputs against the padded path on CPU.
+
+Each packed runner works in three stages, ``prepare`` (host: pack, pin, copy in) → ``forward``
+(the device: encoder and heads, copies back queued, an event recorded; no waiting) →
+``finish`` (host: wait for the event, post-process), which its ``pipeline``
+(runtime/pipeline.py) overlaps across batches; the engine feeds that pipeline
+(engine/engine.py). ``run_batch`` runs the three in a row (warm-up, direct callers).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -32,7 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from predictor.core.types import Embedding, EncodeItem, Output, ScoreItem
-from predictor.runtime.device_sparse import lexical_weights
+from predictor.runtime.packed_sparse import lexical_weights
+from predictor.runtime.pipeline import Pipeline
 from predictor.runtime.runner_base import releasing_cuda_memory
 
 if TYPE_CHECKING:
@@ -110,14 +118,15 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torc
 
 @dataclass
 class Packed:
-    """A batch as one row: ids and positions (1, T), cumulative lengths (N + 1,) int32."""
+    """A batch as one row: ids and positions (1, T), cumulative lengths (N + 1,) int32, on the
+    device; the ids and lengths on the host too (post-processing reads them there)."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     cu_seqlens: torch.Tensor
     max_len: int
     lengths: np.ndarray
-    starts: np.ndarray
+    host_ids: np.ndarray
 
     def kwargs(self) -> dict:
         return {"input_ids": self.input_ids, "position_ids": self.position_ids,
@@ -146,7 +155,7 @@ def pack(sequences: Sequence[Sequence[int]], position_offset: int, device: str) 
     return Packed(input_ids=to_device(ids, torch.long)[None],
                   position_ids=to_device(positions, torch.long)[None],
                   cu_seqlens=to_device(cu, torch.int32), max_len=int(lengths.max()),
-                  lengths=lengths, starts=starts)
+                  lengths=lengths, host_ids=ids)
 
 
 def position_offset(config) -> int:
@@ -194,35 +203,109 @@ def _build(cls, runner):
     return built
 
 
-class PackedM3:
-    """``M3Runner.run_batch`` on packed batches: same outputs, heads applied to real tokens,
-    sparse weights reduced on the device, ColBERT copied back in the model's dtype. Called by
-    its ``M3Runner`` (not a runner of its own): the stages it reports are the runner's."""
+@dataclass
+class Launched:
+    """A batch whose forward is queued on the device: its host copies (valid once ``done`` has
+    completed), the events around its kernels, what ``finish`` needs of its inputs."""
 
-    def __init__(self, runner: M3Runner):
+    items: Sequence
+    packed: Packed
+    out: dict
+    started: float  # time.monotonic() when the forward began
+    forwarded: float  # ... when it had queued everything (on CPU: when it was done)
+    start_event: torch.cuda.Event | None = None
+    done: torch.cuda.Event | None = None
+
+    def wait(self) -> float:
+        """Block until the device is done with the batch; its forward time in seconds (the
+        device's own, between the events, on CUDA)."""
+        if self.done is None:
+            return self.forwarded - self.started
+        self.done.synchronize()
+        return self.start_event.elapsed_time(self.done) / 1000.0
+
+
+class PackedStages:
+    """What both packed runners share: the three stages in a row (``run_batch``), the
+    pipeline over them (``pipeline``, built on first use), events and stage timing."""
+
+    def __init__(self, runner):
         self.runner = runner
-        self.flag = runner.model  # FlagEmbedding's (or flag_free's) M3 model
-        enable(self.flag.model)
-        self.offset = position_offset(self.flag.model.config)
-        self.unused = torch.as_tensor(runner.unused_token_ids, device=runner.device)
+        self._pipeline: Pipeline | None = None
+        self._pipeline_lock = threading.Lock()
 
-    def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:
-        with releasing_cuda_memory():
-            return self._run(items)
+    def prepare(self, items: Sequence) -> tuple:
+        raise NotImplementedError
 
-    def _run(self, items: Sequence[EncodeItem]) -> list[Embedding]:
-        started = time.monotonic()
-        launched = self.forward(self.prepare(items))
-        forwarded = time.monotonic()
-        results = self.finish(launched)
-        if self.runner.observe_stage is not None:
-            self.runner.observe_stage("forward", forwarded - started)
-            self.runner.observe_stage("postprocess", time.monotonic() - forwarded)
-        return results
+    def forward(self, prepared: tuple) -> Launched:
+        raise NotImplementedError
+
+    def finish(self, launched: Launched) -> list:
+        raise NotImplementedError
+
+    def run_batch(self, items: Sequence) -> list:
+        return self.finish(self._forward(self.prepare(items)))
 
     def stages(self) -> tuple:
         """(prepare, forward, finish) for :class:`predictor.runtime.pipeline.Pipeline`."""
-        return self.prepare, self.forward, self.finish
+        return self.prepare, self._forward, self.finish
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The stages on three threads, overlapping across batches (built on first use)."""
+        with self._pipeline_lock:
+            if self._pipeline is None:
+                device = self.runner.device
+                self._pipeline = Pipeline(*self.stages(),
+                                          name=f"{type(self).__name__}-{device}",
+                                          forward_setup=functools.partial(_use_device, device))
+            return self._pipeline
+
+    def _forward(self, prepared: tuple) -> Launched:
+        with releasing_cuda_memory():  # an OOM is retried in halves by the engine
+            return self.forward(prepared)
+
+    def _launch(self) -> tuple[float, torch.cuda.Event | None]:
+        """Start timing a forward: the wall clock, and on CUDA an event before its kernels."""
+        event = None
+        if self.runner.device.startswith("cuda"):
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+        return time.monotonic(), event
+
+    def _launched(self, items, p: Packed, out: dict, started: float,
+                  start_event: torch.cuda.Event | None) -> Launched:
+        done = None
+        if start_event is not None:
+            done = torch.cuda.Event(enable_timing=True)
+            done.record()
+        return Launched(items, p, out, started, time.monotonic(), start_event, done)
+
+    def _observe(self, forward_s: float, finish_started: float) -> None:
+        if self.runner.observe_stage is not None:
+            self.runner.observe_stage("forward", forward_s)
+            self.runner.observe_stage("postprocess", time.monotonic() - finish_started)
+
+
+def _use_device(device: str) -> None:
+    """On the pipeline's forward thread: make ``device`` current, so events and kernels that
+    name no device land on the model's GPU."""
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(device)
+
+
+class PackedM3(PackedStages):
+    """``M3Runner.run_batch`` on packed batches: same outputs, heads applied to real tokens,
+    sparse weights reduced for the whole batch at once (packed_sparse.py), ColBERT copied back
+    in the model's dtype. Called by its ``M3Runner`` (not a runner of its own): the stages it
+    reports are the runner's."""
+
+    def __init__(self, runner: M3Runner):
+        super().__init__(runner)
+        self.flag = runner.model  # FlagEmbedding's (or flag_free's) M3 model
+        enable(self.flag.model)
+        self.offset = position_offset(self.flag.model.config)
+        self.unused = np.asarray(runner.unused_token_ids, dtype=np.int64)
 
     def prepare(self, items: Sequence[EncodeItem]) -> tuple:
         """Host: the batch packed (pinned and copied on CUDA) and the union of its outputs."""
@@ -231,9 +314,10 @@ class PackedM3:
                                    self.runner.device)
 
     @torch.inference_mode()
-    def forward(self, prepared: tuple) -> tuple:
+    def forward(self, prepared: tuple) -> Launched:
         """Device: encoder and heads on real tokens; results queued back to the host."""
         items, wanted, p = prepared
+        started, start_event = self._launch()
         hidden = self.flag.model(**p.kwargs(), return_dict=True).last_hidden_state[0]
         cls_rows = p.cu_seqlens[:-1].long()
         out: dict = {}
@@ -241,33 +325,28 @@ class PackedM3:
             out["dense"] = _to_host(F.normalize(hidden[cls_rows].float(), dim=-1))
         if Output.SPARSE in wanted:
             weights = torch.relu(self.flag.sparse_linear(hidden)).squeeze(-1).float()
-            out["sparse"] = lexical_weights(p.input_ids[0], weights, p.cu_seqlens, self.unused)
+            out["sparse"] = _to_host(weights)  # one float per token; reduced in finish
         if Output.COLBERT in wanted:
             keep = torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device)
             keep[cls_rows] = False
             vecs = F.normalize(self.flag.colbert_linear(hidden[keep]).float(), dim=-1)
             out["colbert"] = _to_host(vecs.to(hidden.dtype))  # fp16 on the wire from a GPU
-        event = None
-        if hidden.is_cuda:
-            event = torch.cuda.Event()
-            event.record()
-        return items, p.lengths, out, event
+        return self._launched(items, p, out, started, start_event)
 
-    def finish(self, launched: tuple) -> list[Embedding]:
+    def finish(self, launched: Launched) -> list[Embedding]:
         """Host: wait for the copies, then one Embedding per item."""
-        items, lengths, out, event = launched
-        if event is not None:
-            event.synchronize()
-        dense, sparse = out.get("dense"), out.get("sparse")
-        colbert = out.get("colbert")
-        if dense is not None:
-            dense = dense.numpy()
-        if colbert is not None:
-            colbert = colbert.numpy().astype(np.float32, copy=False)
+        forward_s = launched.wait()
+        finish_started = time.monotonic()
+        items, p, out = launched.items, launched.packed, launched.out
+        dense = out["dense"].numpy() if "dense" in out else None
+        colbert = out["colbert"].numpy().astype(np.float32, copy=False) \
+            if "colbert" in out else None
+        sparse = lexical_weights(p.host_ids, out["sparse"].numpy(), p.lengths, self.unused) \
+            if "sparse" in out else None
         results = []
         col_start = 0
         for row, item in enumerate(items):
-            n = int(lengths[row])
+            n = int(p.lengths[row])
             emb = Embedding(num_tokens=n)
             if Output.DENSE in item.outputs:
                 emb.dense = dense[row]
@@ -277,6 +356,7 @@ class PackedM3:
                 emb.colbert = colbert[col_start: col_start + n - 1]
             col_start += n - 1
             results.append(emb)
+        self._observe(forward_s, finish_started)
         return results
 
 
@@ -290,12 +370,12 @@ def _to_host(tensor: torch.Tensor) -> torch.Tensor:
     return host
 
 
-class PackedReranker:
+class PackedReranker(PackedStages):
     """``CrossEncoderRunner.run_batch`` on packed batches, for XLM-R-style classifiers whose
     head reads the first token (``features[:, 0]``): bge-reranker-v2-m3 and its kind."""
 
     def __init__(self, runner: CrossEncoderRunner):
-        self.runner = runner
+        super().__init__(runner)
         model = runner.model
         self.base = model.base_model
         self.classifier = model.classifier
@@ -309,19 +389,21 @@ class PackedReranker:
                 and getattr(model.config, "model_type", "") in _OFFSET_POSITIONS
                 and hasattr(model, "classifier") and model.base_model is not model)
 
-    def run_batch(self, items: Sequence[ScoreItem]) -> list[float]:
-        with releasing_cuda_memory():
-            return self._run(items)
+    def prepare(self, items: Sequence[ScoreItem]) -> tuple:
+        return items, pack([item.input_ids for item in items], self.offset, self.runner.device)
 
     @torch.inference_mode()
-    def _run(self, items: Sequence[ScoreItem]) -> list[float]:
-        started = time.monotonic()
-        packed = pack([item.input_ids for item in items], self.offset, self.runner.device)
-        hidden = self.base(**packed.kwargs(), return_dict=True).last_hidden_state[0]
-        firsts = hidden[packed.cu_seqlens[:-1].long()]
-        logits = self.classifier(firsts[:, None, :])
-        scores = logits.view(-1).float().cpu().numpy().astype(np.float64).tolist()
-        if self.runner.observe_stage is not None:
-            self.runner.observe_stage("forward", time.monotonic() - started)
-        return scores
+    def forward(self, prepared: tuple) -> Launched:
+        items, p = prepared
+        started, start_event = self._launch()
+        hidden = self.base(**p.kwargs(), return_dict=True).last_hidden_state[0]
+        firsts = hidden[p.cu_seqlens[:-1].long()]
+        logits = self.classifier(firsts[:, None, :]).view(-1).float()
+        return self._launched(items, p, {"logits": _to_host(logits)}, started, start_event)
 
+    def finish(self, launched: Launched) -> list[float]:
+        forward_s = launched.wait()
+        finish_started = time.monotonic()
+        scores = launched.out["logits"].numpy().astype(np.float64).tolist()
+        self._observe(forward_s, finish_started)
+        return scores

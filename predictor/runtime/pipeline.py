@@ -14,8 +14,9 @@ one waits behind it to be finished:
 Batches complete in the order they were submitted. A stage that raises fails that batch's
 future only; the batches around it go on. ``close()`` fails what is still queued.
 
-Engine integration is not done here (the engine calls ``run_batch`` and waits, see
-predictor/engine/engine.py); ``PackedM3.stages()`` gives the three stages for it.
+The engine hands batches to ``submit`` (engine/engine.py: a runner's ``pipeline``) as long as
+fewer than ``depth`` are in flight, and delivers each from its future; the packed runners
+(runtime/packed.py) build one over their three stages. Standard library only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class PipelineClosed(RuntimeError):
 
 
 class Pipeline:
+    #: Batches worth having in flight: one per stage (the engine's ``BatchPipeline.depth``).
+    depth = 3
+
     def __init__(self, prepare: Callable[[Sequence[Any]], Any], forward: Callable[[Any], Any],
                  finish: Callable[[Any], Sequence[Any]], *, name: str = "pipeline",
                  forward_setup: Callable[[], None] | None = None):

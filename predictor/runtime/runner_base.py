@@ -52,7 +52,8 @@ class RunnerBase:
     A subclass's ``__init__`` calls ``_init_device`` first, loads ``tokenizer`` and ``model``,
     then ``_init_max_length``; it sets ``family`` (class attribute or from its config).
     ``observe_stage`` is the one attribute its owner sets afterwards (the KServe model hands
-    it its metrics hook); until then stages are not reported.
+    it its metrics hook); until then stages are not reported. ``packed``: the runner's packed
+    path (runtime/packed.py), set by the runners that have one where it is enabled (CUDA).
     """
 
     retryable_errors: tuple[type[BaseException], ...] = RETRYABLE_ERRORS
@@ -65,6 +66,17 @@ class RunnerBase:
     tokenizer: Any
     model: Any
     pad_id: int
+    packed: Any = None
+
+    @property
+    def packs_batches(self) -> bool:
+        """The engine counts a packed batch's real tokens against its token budget."""
+        return self.packed is not None
+
+    @property
+    def pipeline(self) -> Any:
+        """The packed stages overlapped across batches (the engine feeds it), or None."""
+        return self.packed.pipeline if self.packed is not None else None
 
     def _init_device(self, device: str | None, use_fp16: bool, dtype: str) -> Precision:
         """``device``, ``precision`` and ``half`` from the settings (runtime/device.py); the

@@ -97,10 +97,12 @@ class EngineModel(kserve.Model):
         self.load_seconds = time.monotonic() - started
         self.ready = True
         precision = self.runner.precision
-        logger.info("%s %s loaded from %s on %s (dtype=%s: %s; max_length=%d) in %.1fs",
+        batching = self.batcher.describe()
+        logger.info("%s %s loaded from %s on %s (dtype=%s: %s; max_length=%d; batch cost %s, "
+                    "pipeline depth %d) in %.1fs",
                     self.kind, self.name, self.model_id, ", ".join(d for d, _ in lanes),
                     precision.dtype, precision.reason, self.runner.max_length,
-                    self.load_seconds)
+                    batching["batch_cost"], batching["pipeline_depth"], self.load_seconds)
         return self.ready
 
     def _settings_on(self, device: str) -> Settings:
@@ -170,6 +172,7 @@ class EngineModel(kserve.Model):
                 "device": ",".join(lane.device for lane in self.batcher.lanes),
                 "fp16": self.runner.half, **self.runner.precision.describe(),
                 "max_length": self.max_length, "max_batch_tokens": self.batcher.max_batch_tokens,
+                **self.batcher.describe(),
                 "max_batch_size": s.max_batch_size, "batch_wait_ms": s.batch_wait_ms,
                 "max_queue_size": s.max_queue_size, "request_timeout_s": s.request_timeout}
         return summary

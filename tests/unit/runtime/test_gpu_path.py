@@ -4,7 +4,7 @@
   gives FlagEmbedding's outputs on the same checkpoint.
 - ``packed``: a packed (unpadded) batch with per-sequence positions and variable-length
   attention gives the padded path's outputs (dense, sparse, ColBERT, rerank logits).
-- ``device_sparse``: the batched on-device scatter-max gives today's per-row numpy weights.
+- ``packed_sparse``: the whole-batch sparse reduction gives today's per-row numpy weights.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from predictor.core.types import EncodeItem, Output, ScoreItem
-from predictor.runtime import device_sparse, flag_free, packed
+from predictor.runtime import flag_free, packed, packed_sparse
 
 TEXTS = ["a short one", "a somewhat longer text about embeddings and rerankers " * 3, "x"]
 
@@ -161,7 +161,7 @@ def test_varlen_attention_keeps_sequences_apart() -> None:
         torch.testing.assert_close(out[a:b], want)
 
 
-def test_device_sparse_matches_the_numpy_path(m3_runner) -> None:
+def test_packed_sparse_matches_the_per_row_path(m3_runner) -> None:
     rng = np.random.default_rng(7)
     unused = m3_runner.unused_token_ids
     lengths = [1, 5, 40, 17, 3]
@@ -172,16 +172,17 @@ def test_device_sparse_matches_the_numpy_path(m3_runner) -> None:
         seqs.append(seq)
     weights = [np.where(rng.random(n) < 0.3, 0.0, rng.normal(size=n)).astype(np.float32)
                for n in lengths]
-    cu = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int32)
-    got = device_sparse.lexical_weights(torch.tensor(np.concatenate(seqs)),
-                                        torch.tensor(np.concatenate(weights)), cu,
-                                        torch.tensor(unused))
+    got = packed_sparse.lexical_weights(np.concatenate(seqs), np.concatenate(weights),
+                                        np.asarray(lengths), unused)
     assert len(got) == len(lengths)
     for g, seq, w in zip(got, seqs, weights, strict=True):
         want = m3_runner._lexical_weights(seq, w)
         np.testing.assert_array_equal(g.indices, want.indices)
         np.testing.assert_array_equal(g.values, want.values)
         assert g.indices.dtype == np.int64 and g.values.dtype == np.float32
+    nothing = packed_sparse.lexical_weights(np.array([unused[0], 7]), np.array([0.5, -1.0]),
+                                            np.array([1, 1]), unused)
+    assert [len(v.indices) for v in nothing] == [0, 0], "a special token, a negative weight"
 
 
 def test_packing_is_used_on_cuda_only(m3_runner, rr_runner, monkeypatch) -> None:
@@ -243,10 +244,14 @@ def test_packed_path_over_http_gives_the_padded_answers(model_dirs, client, tmp_
         with httpx.Client(base_url=srv.url, timeout=60) as packed_client:
             got = packed_client.post("/v1/hybrid-embeddings", json=body)
             got_rr = packed_client.post("/v1/rerank", json=rr)
+            stats = packed_client.get("/stats").json()
         want = client.post("/v1/hybrid-embeddings", json=body)
         want_rr = client.post("/v1/rerank", json=rr)
     finally:
         stop_server(srv)
+    for name in ("bge-m3", "bge-reranker"):  # packed, and fed through the pipeline
+        config = stats["models"][name]["config"]
+        assert (config["batch_cost"], config["pipeline_depth"]) == ("tokens", 3), config
     assert got.status_code == want.status_code == 200, got.text
     for g, w in zip(got.json()["data"], want.json()["data"], strict=True):
         np.testing.assert_allclose(g["dense"], w["dense"], atol=1e-5)

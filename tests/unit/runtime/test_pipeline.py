@@ -133,3 +133,54 @@ def test_packed_m3_stages_through_the_pipeline(m3_dir) -> None:
             if w.colbert is not None:
                 np.testing.assert_array_equal(g.colbert, w.colbert)
                 np.testing.assert_array_equal(g.sparse.indices, w.sparse.indices)
+
+
+async def test_the_engine_feeds_the_packed_runners_pipeline(m3_dir, reranker_dir,
+                                                            monkeypatch) -> None:
+    """M3 and the cross-encoder on their packed path (as on CUDA), fed by the real engine:
+    batches go through the pipeline's threads, budgeted in real tokens, and every request gets
+    what the padded path gives it."""
+    import asyncio
+
+    from predictor.core.types import ScoreItem
+    from predictor.engine import BatchEngine
+    from predictor.runtime.cross_encoder import CrossEncoderRunner
+    from predictor.runtime.m3 import M3Runner
+
+    def load() -> tuple[M3Runner, CrossEncoderRunner]:
+        return (M3Runner(str(m3_dir), device="cpu", dtype="float32"),
+                CrossEncoderRunner(str(reranker_dir), device="cpu", dtype="float32"))
+
+    padded_m3, padded_rr = load()
+    monkeypatch.setenv("BGE_PREDICTOR_PACKED", "always")
+    m3, rr = load()
+    forward_threads: set[str] = set()
+    m3.observe_stage = lambda stage, s: forward_threads.add(threading.current_thread().name)
+    texts = [f"text number {i} " + "word " * (i * 7 % 23) for i in range(24)]
+    requests = [[EncodeItem(ids, frozenset(Output)) for ids in m3.tokenize(texts[i:i + 3],
+                                                                           512, True)]
+                for i in range(0, 24, 3)]
+    pairs = rr.tokenize_pairs(["which text"] * 12, texts[:12])
+    scored = [[ScoreItem(ids) for ids, _, _ in pairs[i:i + 4]] for i in range(0, 12, 4)]
+
+    for runner, batches in ((m3, requests), (rr, scored)):
+        engine = BatchEngine(runner, max_batch_tokens=120, max_batch_size=8, max_wait_s=0.01)
+        assert engine.describe() == {"batch_cost": "tokens", "pipeline_depth": 3}
+        got = await asyncio.gather(*(engine.submit(b, [len(i.input_ids) for i in b])
+                                     for b in batches))
+        assert engine.stats.batches > 1
+        assert engine.stats.padded_tokens == engine.stats.tokens, "no padding computed"
+        await engine.stop()
+        reference = padded_m3 if runner is m3 else padded_rr
+        for batch, answer in zip(batches, got, strict=True):
+            want = reference.run_batch(batch)
+            if runner is rr:
+                np.testing.assert_allclose(answer, want, atol=1e-5)
+                continue
+            for g, w in zip(answer, want, strict=True):
+                np.testing.assert_allclose(g.dense, w.dense, atol=1e-5)
+                np.testing.assert_allclose(g.colbert, w.colbert, atol=1e-5)
+                np.testing.assert_array_equal(g.sparse.indices, w.sparse.indices)
+    assert forward_threads == {"PackedM3-cpu-finish"}, "stages reported from the pipeline"
+    padded_engine = BatchEngine(padded_m3)
+    assert padded_engine.describe() == {"batch_cost": "padded", "pipeline_depth": 0}
