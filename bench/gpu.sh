@@ -6,10 +6,13 @@
 # dense-long, hybrid-long and rerank-long, the idle p50 of one short query, and the fp16-vs-fp32
 # cosine of the served dense and ColBERT vectors (bench/fidelity.py).
 #
-#   bash bench/gpu.sh OUT_DIR [--tiny] [--wheelhouse DIR] [--system-site DIR] [bench.run flags]
+#   bash bench/gpu.sh OUT_DIR [--tiny] [--compile] [--wheelhouse DIR] [--system-site DIR]
+#                    [bench.run flags]
 #
 #   OUT_DIR          where results.json, results.md, verdicts.txt and the logs go
 #   --tiny           dry run on CPU with tiny models (checks the kit end to end, ~2 minutes)
+#   --compile        also serve with --torch_compile (contender ours@compile beside ours,
+#                    COMPARE lines in the verdicts; ~3 more minutes: a server, its compile)
 #   --wheelhouse D   wheels from hack/gpu-wheelhouse.sh (default: wheelhouse/ in the checkout)
 #   --system-site D  for a dry run whose "system" Python is itself a venv: its site-packages,
 #                    added to the kit's venv as --system-site-packages would add the system's
@@ -24,17 +27,19 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-usage() { sed -n '9,16p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '9,19p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 [[ $# -ge 1 && "$1" != -* ]] || usage
 out="$1"
 shift
 tiny=0
+modes_extra=""
 wheelhouse="$repo/wheelhouse"
 system_site=""
 args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --tiny) tiny=1; shift ;;
+    --compile) modes_extra=",ours@compile"; shift ;;
     --wheelhouse) wheelhouse="$2"; shift 2 ;;
     --system-site) system_site="$2"; shift 2 ;;
     *) args+=("$1"); shift ;;
@@ -95,7 +100,7 @@ if sys.argv[1] == "0":
     print(f"kit: GPU {torch.cuda.get_device_name(0)}")
 EOF
 
-modes="limit,ours"
+modes="limit,ours$modes_extra"
 workloads="dense-long,hybrid-long,rerank-long"
 common=(--modes "$modes" --workloads "$workloads" --sweep=
         --no-peer-install --fidelity --out "$out" --plots-dir "$out")
@@ -107,7 +112,9 @@ else
 fi
 "$python" -m bench.run "${run[@]}" "${common[@]}" "${args[@]}" 2>&1 | tee "$out/run.log"
 # How the server ran: packed batches or not, varlen attention or the loop, warm-up, load times.
-grep -hE "packed batches|varlen_attn failed|warmed up|loaded from" "$out/ours.log" \
-  | sed 's/^/kit: server: /' || true
+for log in "$out"/ours*.log; do
+  grep -hE "packed batches|varlen_attn failed|warmed up|loaded from" "$log" \
+    | sed "s/^/kit: server $(basename "$log" .log): /" || true
+done
 "$python" -m bench.verdict "$out/results.json" | tee "$out/verdicts.txt"
 echo "kit: done in $(( $(date +%s) - started )) s; results in $out"

@@ -120,6 +120,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def split_mode(mode: str) -> tuple[str, str, bool]:
+    """``contender[@variant]`` -> (contender, dtype or "", compile): the variant is a dtype,
+    ``compile``, or both joined by ``+``."""
+    kind, _, variant = mode.partition("@")
+    parts = [part for part in variant.split("+") if part]
+    dtypes = [part for part in parts if part != "compile"]
+    if len(dtypes) > 1:
+        raise ValueError(f"{mode}: one dtype per contender")
+    return kind, dtypes[0] if dtypes else "", "compile" in parts
+
+
 def _check_baseline(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``--baseline DIR`` must be another checkout with a ``predictor`` package; it adds
     contender ``before`` unless ``--modes`` names it (``before`` or ``before@dtype``)."""
@@ -176,9 +187,12 @@ class Bench:
 
     def _start_one(self, mode: str, m3_dir: pathlib.Path, rr_dir: pathlib.Path) -> None:
         """``mode``: a contender, or ``contender@dtype`` (limit, library, ours) to run it in
-        that ``--dtype``: ``--modes ours@float32,ours@auto`` serves both side by side."""
+        that ``--dtype``: ``--modes ours@float32,ours@auto`` serves both side by side.
+        ``ours@compile`` (or ``ours@float16+compile``) serves with ``--torch_compile``."""
         a = self.args
-        kind, _, dtype = mode.partition("@")
+        kind, dtype, compile = split_mode(mode)
+        if compile and kind not in ("ours", "before"):
+            raise ValueError(f"{mode}: 'compile' is a server setting (ours, before)")
         if kind in ("limit", "library"):
             from .modes.inproc import InProcWorker
 
@@ -201,7 +215,8 @@ class Bench:
                 where = ours.check_import(cwd, env)
                 self.notes.append(f"{mode}: predictor from {where} ({_describe(cwd)})")
                 print(f"  {mode}: imports {where}", flush=True)
-            self.servers[mode] = ours.start(m3_dir, rr_dir, a.device, a.fp16, a.out, a.ours_arg,
+            extra = a.ours_arg + (["--torch_compile=true"] if compile else [])
+            self.servers[mode] = ours.start(m3_dir, rr_dir, a.device, a.fp16, a.out, extra,
                                             env, dtype=dtype or None, name=mode, cwd=cwd)
             self.specs[mode] = ours.OursSpec()
         elif mode == "peer":

@@ -9,6 +9,10 @@ The targets (issue 15; full-size BGE-M3 and bge-reranker-v2-m3 shapes, random we
 - idle p50 <= 15 ms for one short query,
 - fp16 cosine to fp32 >= 0.999 for dense and ColBERT (``bench/fidelity.py``).
 
+Other servers in the same run (``ours@compile``: ``--torch_compile``) get a ``COMPARE`` line
+per throughput target and for the idle p50, as a ratio to ``ours``: what decides whether such
+a setting should become the default.
+
 A target whose figure is missing (its cell did not run) is reported as ``NOT MEASURED``. A
 ``--tiny`` run on CPU prints the same lines, marked as a dry run: they show the kit works, not
 what a GPU does.
@@ -54,6 +58,7 @@ def verdicts(payload: dict) -> list[str]:
         ok = "MET  " if idle <= IDLE_P50_MS else "SHORT"
         lines.append(f"{ok} idle p50 <= {IDLE_P50_MS:g} ms, one short query: ours {idle:.2f} ms"
                      f"{tag}")
+    lines += comparisons(cells, payload, tag)
     fid = payload.get("fidelity")
     for label, key in (("dense", "dense_cosine_min"), ("ColBERT", "colbert_cosine_min")):
         if not fid or key not in fid:
@@ -63,6 +68,23 @@ def verdicts(payload: dict) -> list[str]:
         precision = "fp16" if meta["settings"].get("fp16") else "fp32"
         lines.append(f"{ok} {label} cosine ({precision} served) to fp32 >= {COSINE}: min "
                      f"{fid[key]:.6f} over {fid['texts']} texts{tag}")
+    return lines
+
+
+def comparisons(cells: dict, payload: dict, tag: str) -> list[str]:
+    """``COMPARE`` lines: each other ``ours@...`` server against ``ours``."""
+    others = sorted({mode for _, mode in cells if mode.startswith("ours@")})
+    idle = payload.get("idle_p50_ms") or {}
+    lines = []
+    for other in others:
+        for name, workload, field, unit, _ in THROUGHPUT:
+            base, cell = cells.get((workload, "ours")), cells.get((workload, other))
+            if base and cell and base[field]:
+                lines.append(f"COMPARE {other} vs ours, {name}: {cell[field]:,.0f} vs "
+                             f"{base[field]:,.0f} {unit} ({cell[field] / base[field]:.2f}x){tag}")
+        if idle.get(other) is not None and idle.get("ours"):
+            lines.append(f"COMPARE {other} vs ours, idle p50: {idle[other]:.2f} vs "
+                         f"{idle['ours']:.2f} ms{tag}")
     return lines
 
 

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         "auto", "dtype", "DTYPE", group="device", flag={"choices": "literal"},
         help="auto, float32, bfloat16, float16 or int8 (env {env}, default auto: float16 on "
              "CUDA, bfloat16 on a CPU with native bf16, else float32; int8: CPU, on request)")
+    # Off until a GPU measures it better (bench/gpu.sh --compile; docs/benchmarks.md, "GPU").
+    torch_compile: Flag = knob(
+        False, "torch_compile", "TORCH_COMPILE", group="device",
+        help="torch.compile the encoder where batches are packed (CUDA): start-up compiles "
+             "it during the warm-up, before ready (env {env}, default false)")
     api_token: str | None = knob(
         None, "api_token", "API_TOKEN", group="security",
         help="Bearer token required on inference routes (env {env})")

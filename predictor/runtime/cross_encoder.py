@@ -26,13 +26,14 @@ from predictor.runtime.runner_base import RunnerBase, model_max_length, releasin
 
 
 class CrossEncoderRunner(RunnerBase):
-    """A ``RerankerRunner``. ``max_length``: the spec's cap under the model's own limit."""
+    """A ``RerankerRunner``. ``max_length``: the spec's cap under the model's own limit;
+    ``compile``: ``torch.compile`` the encoder of the packed path (packed.py)."""
 
     family = CROSS_ENCODER
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
                  use_fp16: bool = True, trust_remote_code: bool = False,
-                 dtype: str = "auto", max_length: int | None = None):
+                 dtype: str = "auto", max_length: int | None = None, compile: bool = False):
         try:
             from FlagEmbedding import FlagReranker
         except ImportError:  # the offline GPU kit: same loading (flag_free.py)
@@ -53,7 +54,8 @@ class CrossEncoderRunner(RunnerBase):
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.pair_overhead = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.sep_id = self._segment_separator()
-        self.packed = packed.for_reranker(self)  # CUDA, XLM-R-style: unpadded batches; else None
+        # CUDA, XLM-R-style: unpadded batches, compiled on request (packed.py); else None
+        self.packed = packed.for_reranker(self, compile)
 
     # -- tokenising (any thread) ---------------------------------------------------------
     def tokenize_pairs(self, queries: Sequence[str], documents: Sequence[str]

@@ -49,7 +49,7 @@ def load_embedder_runner(model: str, settings: Any, spec: Any = None, *,
 
         return _checked(model, True, lambda: M3Runner(
             model, device=settings.device, use_fp16=settings.use_fp16, dtype=settings.dtype,
-            max_length=max_length))
+            max_length=max_length, compile=settings.torch_compile))
     from predictor.runtime.dense import DenseRunner
 
     config = dense_config(model, detected, spec)
@@ -71,4 +71,5 @@ def load_reranker_runner(model: str, settings: Any, spec: Any = None) -> Reranke
         kwargs["trust_remote_code"] = True
     return _checked(model, False, lambda: CrossEncoderRunner(
         model, device=settings.device, use_fp16=settings.use_fp16, dtype=settings.dtype,
-        max_length=getattr(spec, "max_length", None), **kwargs))
+        max_length=getattr(spec, "max_length", None), compile=settings.torch_compile,
+        **kwargs))

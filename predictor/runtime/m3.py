@@ -28,12 +28,14 @@ logger = logging.getLogger(__name__)
 
 class M3Runner(EmbedderBase):
     """An ``EmbedderRunner`` with all three outputs; no query/passage prefixes (``tokenize``
-    ignores ``input_type``). ``max_length``: the spec's cap under the model's own limit."""
+    ignores ``input_type``). ``max_length``: the spec's cap under the model's own limit;
+    ``compile``: ``torch.compile`` the encoder of the packed path (packed.py)."""
 
     family = M3
 
     def __init__(self, model_name_or_path: str, *, device: str | None = None,
-                 use_fp16: bool = True, dtype: str = "auto", max_length: int | None = None):
+                 use_fp16: bool = True, dtype: str = "auto", max_length: int | None = None,
+                 compile: bool = False):
         try:
             from FlagEmbedding import BGEM3FlagModel
         except ImportError:  # the offline GPU kit: same loading and forward (flag_free.py)
@@ -60,7 +62,8 @@ class M3Runner(EmbedderBase):
                    for name in ("cls_token", "eos_token", "pad_token", "unk_token")
                    if name in self.tokenizer.special_tokens_map}
         self.unused_token_ids = np.array(sorted(special), dtype=np.int64)
-        self.packed = packed.for_m3(self)  # CUDA: unpadded batches (packed.py); else None
+        # CUDA: unpadded batches (packed.py), compiled on request; else None
+        self.packed = packed.for_m3(self, compile)
 
     # -- one batch (the engine's worker thread) ------------------------------------------
     def run_batch(self, items: Sequence[EncodeItem]) -> list[Embedding]:

@@ -107,6 +107,17 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torc
             except RuntimeError:  # e.g. a GPU its kernels do not support: loop from now on
                 _varlen_failed = True
                 logger.warning("varlen_attn failed; attention runs per sequence", exc_info=True)
+    return attention_per_sequence(q, k, v, cu, scaling)
+
+
+@torch.library.custom_op("bge_predictor::attention_per_sequence", mutates_args=())
+def attention_per_sequence(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           cu: torch.Tensor, scaling: float | None) -> torch.Tensor:
+    """One SDPA call per sequence: where ``varlen_attn`` cannot run (CPU, fp32, no kernel).
+
+    An operator of its own (``torch.library``) so that ``torch.compile`` sees one opaque call
+    of a known output shape instead of tracing a Python loop over the sequences, which would
+    compile again for every new number of sequences."""
     bounds = cu.tolist()
     out = torch.empty_like(q)
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
@@ -114,6 +125,11 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torc
         out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, scale=scaling)\
             .transpose(0, 1)
     return out
+
+
+@attention_per_sequence.register_fake
+def _(q, k, v, cu, scaling):
+    return torch.empty_like(q)
 
 
 @dataclass
@@ -180,27 +196,36 @@ def enabled(device: str) -> bool:
     return device.startswith("cuda") and mode not in ("0", "false", "off")
 
 
-def for_m3(runner: M3Runner) -> PackedM3 | None:
-    return _build(PackedM3, runner) if enabled(runner.device) else None
+def for_m3(runner: M3Runner, compile: bool = False) -> PackedM3 | None:
+    return _build(PackedM3, runner, compile) if enabled(runner.device) else None
 
 
-def for_reranker(runner: CrossEncoderRunner) -> PackedReranker | None:
+def for_reranker(runner: CrossEncoderRunner, compile: bool = False) -> PackedReranker | None:
     if enabled(runner.device) and PackedReranker.supports(runner):
-        return _build(PackedReranker, runner)
+        return _build(PackedReranker, runner, compile)
     return None
 
 
-def _build(cls, runner):
+def _build(cls, runner, compile: bool):
     """The packed runner, or None (the padded path) where this transformers cannot take our
     attention function: packing is an optimisation, never a reason not to serve."""
     try:
-        built = cls(runner)
+        built = cls(runner, compile)
     except Exception:
         logger.warning("packed batches unavailable for %s; padded batches instead",
                        type(runner).__name__, exc_info=True)
         return None
-    logger.info("%s on %s: packed batches", type(runner).__name__, runner.device)
+    logger.info("%s on %s: packed batches%s", type(runner).__name__, runner.device,
+                ", torch.compile (compiled during the warm-up)" if compile else "")
     return built
+
+
+def compiled(encoder: torch.nn.Module) -> torch.nn.Module:
+    """``encoder`` under ``torch.compile`` with dynamic shapes: one compilation serves every
+    packed length and number of sequences (attention is one operator either way). The first
+    call compiles (the warm-up's, before ready); state dict and attributes stay the
+    encoder's."""
+    return torch.compile(encoder, dynamic=True)
 
 
 @dataclass
@@ -300,10 +325,11 @@ class PackedM3(PackedStages):
     in the model's dtype. Called by its ``M3Runner`` (not a runner of its own): the stages it
     reports are the runner's."""
 
-    def __init__(self, runner: M3Runner):
+    def __init__(self, runner: M3Runner, compile: bool = False):
         super().__init__(runner)
         self.flag = runner.model  # FlagEmbedding's (or flag_free's) M3 model
         enable(self.flag.model)
+        self.encoder = compiled(self.flag.model) if compile else self.flag.model
         self.offset = position_offset(self.flag.model.config)
         self.unused = np.asarray(runner.unused_token_ids, dtype=np.int64)
 
@@ -318,7 +344,7 @@ class PackedM3(PackedStages):
         """Device: encoder and heads on real tokens; results queued back to the host."""
         items, wanted, p = prepared
         started, start_event = self._launch()
-        hidden = self.flag.model(**p.kwargs(), return_dict=True).last_hidden_state[0]
+        hidden = self.encoder(**p.kwargs(), return_dict=True).last_hidden_state[0]
         cls_rows = p.cu_seqlens[:-1].long()
         out: dict = {}
         if Output.DENSE in wanted:
@@ -374,12 +400,12 @@ class PackedReranker(PackedStages):
     """``CrossEncoderRunner.run_batch`` on packed batches, for XLM-R-style classifiers whose
     head reads the first token (``features[:, 0]``): bge-reranker-v2-m3 and its kind."""
 
-    def __init__(self, runner: CrossEncoderRunner):
+    def __init__(self, runner: CrossEncoderRunner, compile: bool = False):
         super().__init__(runner)
         model = runner.model
-        self.base = model.base_model
+        enable(model.base_model)
+        self.base = compiled(model.base_model) if compile else model.base_model
         self.classifier = model.classifier
-        enable(self.base)
         self.offset = position_offset(model.config)
 
     @staticmethod

@@ -198,6 +198,32 @@ def test_verdict_lines_one_per_target(tmp_path: Path) -> None:
     assert not any("dry run" in line for line in lines)
 
 
+def test_verdict_compares_another_server_of_the_run_with_ours() -> None:
+    """``bench/gpu.sh --compile`` serves ``ours@compile`` beside ``ours``: ratios to ours."""
+    from bench.verdict import verdicts
+
+    payload = _payload("full", "cuda")
+    payload["cells"].append({"workload": "dense-long", "mode": "ours@compile", "clients": 32,
+                             "tokens_per_s": 495_000.0, "texts_per_s": 990.0})
+    payload["idle_p50_ms"]["ours@compile"] = 7.6
+    compare = [line for line in verdicts(payload) if line.startswith("COMPARE")]
+    assert compare == [
+        "COMPARE ours@compile vs ours, dense: 495,000 vs 450,000 tokens/s (1.10x)",
+        "COMPARE ours@compile vs ours, idle p50: 7.60 vs 9.50 ms"]
+    assert len(verdicts(payload)) == 8, "the six target lines stay"
+
+
+def test_bench_modes_name_a_dtype_and_compile() -> None:
+    from bench.run import split_mode
+
+    assert split_mode("ours") == ("ours", "", False)
+    assert split_mode("ours@float32") == ("ours", "float32", False)
+    assert split_mode("ours@compile") == ("ours", "", True)
+    assert split_mode("ours@float16+compile") == ("ours", "float16", True)
+    with pytest.raises(ValueError, match="one dtype"):
+        split_mode("ours@float16+bfloat16")
+
+
 def test_verdict_marks_a_cpu_run_as_a_dry_run() -> None:
     from bench.verdict import verdicts
 

@@ -274,3 +274,38 @@ def test_packing_that_cannot_be_enabled_falls_back_to_padded(m3_runner, monkeypa
     monkeypatch.setattr(packed, "enable", refuse)
     monkeypatch.setenv("BGE_PREDICTOR_PACKED", "always")
     assert packed.for_m3(m3_runner) is None
+
+
+def test_torch_compile_of_the_packed_encoder_matches_and_compiles_once(m3_dir, reranker_dir,
+                                                                       monkeypatch) -> None:
+    """``--torch_compile``: the packed path's encoder compiled with dynamic shapes gives the
+    eager answers, and batches of other lengths and sizes reuse the one compilation."""
+    import torch._dynamo
+
+    from predictor.runtime.cross_encoder import CrossEncoderRunner
+    from predictor.runtime.m3 import M3Runner
+
+    monkeypatch.setenv("BGE_PREDICTOR_PACKED", "always")
+    eager = M3Runner(str(m3_dir), device="cpu", dtype="float32")
+    fast = M3Runner(str(m3_dir), device="cpu", dtype="float32", compile=True)
+    assert fast.packed.encoder is not fast.packed.flag.model
+    ids = fast.tokenize(_texts(12), 512, True)
+    batches = [ids[:5], ids[5:7], ids[7:]]  # other totals and counts of sequences
+    first = True
+    for batch in batches:
+        items = [EncodeItem(seq, ALL) for seq in batch]
+        with torch._dynamo.config.patch(error_on_recompile=not first):
+            got = fast.run_batch(items)
+        first = False
+        for g, w in zip(got, eager.run_batch(items), strict=True):
+            np.testing.assert_allclose(g.dense, w.dense, atol=1e-5)
+            np.testing.assert_allclose(g.colbert, w.colbert, atol=1e-5)
+            np.testing.assert_array_equal(g.sparse.indices, w.sparse.indices)
+
+    rr_eager = CrossEncoderRunner(str(reranker_dir), device="cpu", dtype="float32")
+    rr_fast = CrossEncoderRunner(str(reranker_dir), device="cpu", dtype="float32", compile=True)
+    pairs = rr_fast.tokenize_pairs(["which one"] * 6, _texts(6))
+    items = [ScoreItem(seq) for seq, _, _ in pairs]
+    for batch in (items[:4], items[4:]):
+        np.testing.assert_allclose(rr_fast.run_batch(batch), rr_eager.run_batch(batch),
+                                   atol=1e-5)
