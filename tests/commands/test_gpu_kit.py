@@ -37,6 +37,10 @@ _TRACE = r"""
 import importlib.metadata as md, sys
 import kserve.model_server, uvicorn, uvicorn.protocols.http.h11_impl
 import predictor.cli, predictor.api.http.app
+# what cli.main imports once the models are loaded
+import predictor.api.http.middleware, predictor.api.http.registry, predictor.api.http.wire_limits
+import predictor.api.kserve.grpc_guard, predictor.api.kserve.rest, predictor.api.kserve.tensors
+import predictor.shutdown
 import predictor.api.kserve.embedder, predictor.api.kserve.reranker
 import bench.run, bench.fidelity, bench.verdict, bench.modes.limit, bench.modes.ours
 import bench.modes.http_load, bench.modes.inproc
