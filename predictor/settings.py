@@ -116,12 +116,12 @@ class Settings(BaseSettings):
         1 << 20, "sparse_index_space", "SPARSE_INDEX_SPACE", gt=0, group="sparse",
         help="Modulus of the hash mapping (env {env}, default 1048576)")
 
-    # Engine: dynamic batching on a padded-token budget.
+    # Engine: dynamic batching on a token budget (padded, or real where batches are packed).
     # None: by device (batch_tokens_for). On CPU big batches of long texts are slower per text.
     max_batch_tokens: int | None = knob(
         None, "max_batch_tokens", "MAX_BATCH_TOKENS", gt=0, group="batching",
-        help="Padded-token budget of one forward pass (env {env}; "
-             "default 4096 on CPU, 16384 on GPU)")
+        help="Token budget of one forward pass, padded tokens or, where batches are packed "
+             "(CUDA), real ones (env {env}; default 4096 on CPU, 16384 on GPU)")
     max_batch_size: int = knob(64, "max_batch_size", "MAX_BATCH_SIZE", gt=0, group="batching",
                                help="Most sequences in one forward pass (env {env})")
     # 0: an idle engine runs a request at once; under load the queue fills while a batch runs.
@@ -231,7 +231,7 @@ class Settings(BaseSettings):
         return value.strip()
 
     def batch_tokens_for(self, device: str) -> int:
-        """The padded-token budget of one forward pass on ``device``."""
+        """The token budget of one forward pass on ``device``."""
         if self.max_batch_tokens is not None:
             return self.max_batch_tokens
         return CPU_BATCH_TOKENS if device == "cpu" else GPU_BATCH_TOKENS

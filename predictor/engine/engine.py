@@ -1,4 +1,4 @@
-"""Dynamic batching on a padded-token budget: the engine a model submits its items to.
+"""Dynamic batching on a token budget: the engine a model submits its items to.
 
 Requests from every route and protocol put their items in the engine's queue (queue.py says
 how a batch is chosen: the oldest item and its nearest-length neighbours, within
