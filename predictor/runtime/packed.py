@@ -276,8 +276,12 @@ class PackedStages:
         return self.prepare, self._forward, self.finish
 
     @property
-    def pipeline(self) -> Pipeline:
-        """The stages on three threads, overlapping across batches (built on first use)."""
+    def pipeline(self) -> Pipeline | None:
+        """The stages on three threads, overlapping across batches (built on first use); None
+        with ``BGE_PREDICTOR_PIPELINE=0`` (then the engine runs one batch at a time)."""
+        if os.environ.get("BGE_PREDICTOR_PIPELINE", "1").strip().lower() in ("0", "false",
+                                                                               "off"):
+            return None
         with self._pipeline_lock:
             if self._pipeline is None:
                 device = self.runner.device

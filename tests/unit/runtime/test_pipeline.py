@@ -184,3 +184,5 @@ async def test_the_engine_feeds_the_packed_runners_pipeline(m3_dir, reranker_dir
     assert forward_threads == {"PackedM3-cpu-finish"}, "stages reported from the pipeline"
     padded_engine = BatchEngine(padded_m3)
     assert padded_engine.describe() == {"batch_cost": "padded", "pipeline_depth": 0}
+    monkeypatch.setenv("BGE_PREDICTOR_PIPELINE", "0")  # packed, one batch at a time
+    assert BatchEngine(m3).describe() == {"batch_cost": "tokens", "pipeline_depth": 0}
