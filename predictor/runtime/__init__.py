@@ -5,8 +5,9 @@ Every runner implements the contract in ``predictor/core/ports.py``. One job per
 - runners: ``runner_base.py`` (what they share: contract attributes, tokenising, placeholder
   forward, out-of-memory handling, ``model_max_length``), ``m3.py`` (BGE-M3), ``dense.py``
   (BGE v1.5, E5, GTE, sentence-transformers), ``cross_encoder.py`` (rerankers); ``packed.py``,
-  ``packed_sparse.py``, ``pipeline.py`` (their unpadded CUDA path, overlapped in three stages), ``int8.py``, ``device.py``
-  (dtype, device), ``flag_free.py`` (loading without FlagEmbedding).
+  ``packed_sparse.py``, ``pipeline.py`` (their unpadded CUDA path, overlapped in three
+  stages), ``int8.py``, ``device.py`` (dtype, device), ``flag_free.py`` (loading without
+  FlagEmbedding).
 - a model's files: ``model_files.py`` (read, check complete), ``st_files.py``
   (sentence-transformers config), ``pooling.py`` (pooling, Dense layers).
 - families: ``family_names.py``, ``family_defaults.py``, ``detection.py``,

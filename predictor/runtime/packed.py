@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from predictor.core.types import Embedding, EncodeItem, Output, ScoreItem
-from predictor.runtime.packed_sparse import lexical_weights
+from predictor.runtime import packed_sparse
 from predictor.runtime.pipeline import Pipeline
 from predictor.runtime.runner_base import releasing_cuda_memory
 
@@ -135,14 +135,13 @@ def _(q, k, v, cu, scaling):
 @dataclass
 class Packed:
     """A batch as one row: ids and positions (1, T), cumulative lengths (N + 1,) int32, on the
-    device; the ids and lengths on the host too (post-processing reads them there)."""
+    device; the lengths on the host too (post-processing reads them there)."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     cu_seqlens: torch.Tensor
     max_len: int
     lengths: np.ndarray
-    host_ids: np.ndarray
 
     def kwargs(self) -> dict:
         return {"input_ids": self.input_ids, "position_ids": self.position_ids,
@@ -171,7 +170,7 @@ def pack(sequences: Sequence[Sequence[int]], position_offset: int, device: str) 
     return Packed(input_ids=to_device(ids, torch.long)[None],
                   position_ids=to_device(positions, torch.long)[None],
                   cu_seqlens=to_device(cu, torch.int32), max_len=int(lengths.max()),
-                  lengths=lengths, host_ids=ids)
+                  lengths=lengths)
 
 
 def position_offset(config) -> int:
@@ -325,7 +324,8 @@ def _use_device(device: str) -> None:
 
 class PackedM3(PackedStages):
     """``M3Runner.run_batch`` on packed batches: same outputs, heads applied to real tokens,
-    sparse weights reduced for the whole batch at once (packed_sparse.py), ColBERT copied back
+    sparse weights reduced for the whole batch on the device (packed_sparse.py), ColBERT
+    copied back
     in the model's dtype. Called by its ``M3Runner`` (not a runner of its own): the stages it
     reports are the runner's."""
 
@@ -335,7 +335,8 @@ class PackedM3(PackedStages):
         enable(self.flag.model)
         self.encoder = compiled(self.flag.model) if compile else self.flag.model
         self.offset = position_offset(self.flag.model.config)
-        self.unused = np.asarray(runner.unused_token_ids, dtype=np.int64)
+        self.unused = torch.as_tensor(runner.unused_token_ids, dtype=torch.long,
+                                      device=runner.device)
 
     def prepare(self, items: Sequence[EncodeItem]) -> tuple:
         """Host: the batch packed (pinned and copied on CUDA) and the union of its outputs."""
@@ -355,7 +356,10 @@ class PackedM3(PackedStages):
             out["dense"] = _to_host(F.normalize(hidden[cls_rows].float(), dim=-1))
         if Output.SPARSE in wanted:
             weights = torch.relu(self.flag.sparse_linear(hidden)).squeeze(-1).float()
-            out["sparse"] = _to_host(weights)  # one float per token; reduced in finish
+            reduced = packed_sparse.reduce_on_device(p.input_ids[0], weights, p.cu_seqlens,
+                                                     self.unused)
+            out["sparse"] = tuple(_to_host(t) for t in (reduced.keys, reduced.firsts,
+                                                        reduced.maxima))
         if Output.COLBERT in wanted:
             keep = torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device)
             keep[cls_rows] = False
@@ -371,7 +375,7 @@ class PackedM3(PackedStages):
         dense = out["dense"].numpy() if "dense" in out else None
         colbert = out["colbert"].numpy().astype(np.float32, copy=False) \
             if "colbert" in out else None
-        sparse = lexical_weights(p.host_ids, out["sparse"].numpy(), p.lengths, self.unused) \
+        sparse = packed_sparse.split_rows(*(t.numpy() for t in out["sparse"]), len(items)) \
             if "sparse" in out else None
         results = []
         col_start = 0

@@ -4,7 +4,8 @@
   gives FlagEmbedding's outputs on the same checkpoint.
 - ``packed``: a packed (unpadded) batch with per-sequence positions and variable-length
   attention gives the padded path's outputs (dense, sparse, ColBERT, rerank logits).
-- ``packed_sparse``: the whole-batch sparse reduction gives today's per-row numpy weights.
+- ``packed_sparse``: the whole-batch sparse reduction on the device gives today's per-row
+  numpy weights.
 """
 
 from __future__ import annotations
@@ -172,17 +173,26 @@ def test_packed_sparse_matches_the_per_row_path(m3_runner) -> None:
         seqs.append(seq)
     weights = [np.where(rng.random(n) < 0.3, 0.0, rng.normal(size=n)).astype(np.float32)
                for n in lengths]
-    got = packed_sparse.lexical_weights(np.concatenate(seqs), np.concatenate(weights),
-                                        np.asarray(lengths), unused)
+    got = _reduce(np.concatenate(seqs), np.concatenate(weights), lengths, unused)
     assert len(got) == len(lengths)
     for g, seq, w in zip(got, seqs, weights, strict=True):
         want = m3_runner._lexical_weights(seq, w)
         np.testing.assert_array_equal(g.indices, want.indices)
         np.testing.assert_array_equal(g.values, want.values)
         assert g.indices.dtype == np.int64 and g.values.dtype == np.float32
-    nothing = packed_sparse.lexical_weights(np.array([unused[0], 7]), np.array([0.5, -1.0]),
-                                            np.array([1, 1]), unused)
+    nothing = _reduce(np.array([unused[0], 7]), np.array([0.5, -1.0], dtype=np.float32),
+                      [1, 1], unused)
     assert [len(v.indices) for v in nothing] == [0, 0], "a special token, a negative weight"
+
+
+def _reduce(ids, weights, lengths, unused):
+    """``packed_sparse`` as the packed runner uses it: reduced (here on CPU tensors), copied,
+    split into rows."""
+    cu = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int32)
+    reduced = packed_sparse.reduce_on_device(torch.tensor(ids), torch.tensor(weights), cu,
+                                             torch.tensor(unused))
+    return packed_sparse.split_rows(reduced.keys.numpy(), reduced.firsts.numpy(),
+                                    reduced.maxima.numpy(), len(lengths))
 
 
 def test_packing_is_used_on_cuda_only(m3_runner, rr_runner, monkeypatch) -> None:
