@@ -319,3 +319,40 @@ def test_torch_compile_of_the_packed_encoder_matches_and_compiles_once(m3_dir, r
     for batch in (items[:4], items[4:]):
         np.testing.assert_allclose(rr_fast.run_batch(batch), rr_eager.run_batch(batch),
                                    atol=1e-5)
+
+
+def test_a_cuda_forward_is_timed_by_its_events_and_read_after_them(monkeypatch) -> None:
+    """On CUDA the forward stage records an event before and after its kernels and returns at
+    once; finish waits on the second and takes the device's time between them."""
+    from types import SimpleNamespace
+
+    log = []
+
+    class FakeEvent:
+        def __init__(self, enable_timing: bool = False):
+            assert enable_timing
+            self.name = f"event{sum(entry[0] == 'new' for entry in log)}"
+            log.append(("new", self.name))
+
+        def record(self):
+            log.append(("record", self.name))
+
+        def synchronize(self):
+            log.append(("synchronize", self.name))
+
+        def elapsed_time(self, end):
+            log.append(("elapsed", self.name, end.name))
+            return 250.0  # milliseconds, as CUDA events give it
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    stages = packed.PackedStages(SimpleNamespace(device="cuda:0", observe_stage=None))
+    started, start_event = stages._launch()
+    launched = stages._launched([], None, {}, started, start_event)
+    assert ("synchronize", "event1") not in log, "the forward stage does not wait"
+    assert launched.wait() == 0.25
+    assert log == [("new", "event0"), ("record", "event0"), ("new", "event1"),
+                   ("record", "event1"), ("synchronize", "event1"),
+                   ("elapsed", "event0", "event1")]
+    cpu = packed.PackedStages(SimpleNamespace(device="cpu", observe_stage=None))
+    started, no_event = cpu._launch()
+    assert no_event is None and cpu._launched([], None, {}, started, None).wait() >= 0
