@@ -159,18 +159,26 @@ def pack(sequences: Sequence[Sequence[int]], position_offset: int, device: str) 
     np.cumsum(lengths, out=cu[1:])
     starts = cu[:-1]
     positions = np.arange(cu[-1], dtype=np.int64) - np.repeat(starts, lengths) + position_offset
-    pin = device != "cpu"
-
-    def to_device(a: np.ndarray, dtype) -> torch.Tensor:
-        t = torch.from_numpy(a).to(dtype)
-        if pin:
-            t = t.pin_memory()
-        return t.to(device, non_blocking=pin)
-
-    return Packed(input_ids=to_device(ids, torch.long)[None],
-                  position_ids=to_device(positions, torch.long)[None],
-                  cu_seqlens=to_device(cu, torch.int32), max_len=int(lengths.max()),
+    return Packed(input_ids=to_device(ids, torch.long, device)[None],
+                  position_ids=to_device(positions, torch.long, device)[None],
+                  cu_seqlens=to_device(cu, torch.int32, device), max_len=int(lengths.max()),
                   lengths=lengths)
+
+
+def to_device(a: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """A host array on ``device``: through pinned memory, without waiting, to a GPU."""
+    t = torch.from_numpy(a).to(dtype)
+    if device == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def after_first_rows(lengths: np.ndarray) -> np.ndarray:
+    """Positions in a packed row of every token but each sequence's first (ColBERT's rows),
+    computed on the host: a boolean selection on the device would wait for it."""
+    keep = np.ones(int(lengths.sum()), dtype=bool)
+    keep[np.cumsum(lengths) - lengths] = False
+    return np.flatnonzero(keep)
 
 
 def position_offset(config) -> int:
@@ -325,9 +333,10 @@ def _use_device(device: str) -> None:
 class PackedM3(PackedStages):
     """``M3Runner.run_batch`` on packed batches: same outputs, heads applied to real tokens,
     sparse weights reduced for the whole batch on the device (packed_sparse.py), ColBERT
-    copied back
-    in the model's dtype. Called by its ``M3Runner`` (not a runner of its own): the stages it
-    reports are the runner's."""
+    copied back in the model's dtype. Nothing in ``forward`` waits for the device (no
+    boolean selection, no size read back), so its thread queues the next batch at once.
+    Called by its ``M3Runner`` (not a runner of its own): the stages it reports are the
+    runner's."""
 
     def __init__(self, runner: M3Runner, compile: bool = False):
         super().__init__(runner)
@@ -339,15 +348,19 @@ class PackedM3(PackedStages):
                                       device=runner.device)
 
     def prepare(self, items: Sequence[EncodeItem]) -> tuple:
-        """Host: the batch packed (pinned and copied on CUDA) and the union of its outputs."""
+        """Host: the batch packed (pinned and copied on CUDA), the union of its outputs, and
+        for ColBERT the rows it reads."""
         wanted = frozenset().union(*(item.outputs for item in items))
-        return items, wanted, pack([item.input_ids for item in items], self.offset,
-                                   self.runner.device)
+        p = pack([item.input_ids for item in items], self.offset, self.runner.device)
+        colbert_rows = None
+        if Output.COLBERT in wanted:
+            colbert_rows = to_device(after_first_rows(p.lengths), torch.long, self.runner.device)
+        return items, wanted, p, colbert_rows
 
     @torch.inference_mode()
     def forward(self, prepared: tuple) -> Launched:
         """Device: encoder and heads on real tokens; results queued back to the host."""
-        items, wanted, p = prepared
+        items, wanted, p, colbert_rows = prepared
         started, start_event = self._launch()
         hidden = self.encoder(**p.kwargs(), return_dict=True).last_hidden_state[0]
         cls_rows = p.cu_seqlens[:-1].long()
@@ -361,9 +374,7 @@ class PackedM3(PackedStages):
             out["sparse"] = tuple(_to_host(t) for t in (reduced.keys, reduced.firsts,
                                                         reduced.maxima))
         if Output.COLBERT in wanted:
-            keep = torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device)
-            keep[cls_rows] = False
-            vecs = F.normalize(self.flag.colbert_linear(hidden[keep]).float(), dim=-1)
+            vecs = F.normalize(self.flag.colbert_linear(hidden[colbert_rows]).float(), dim=-1)
             out["colbert"] = _to_host(vecs.to(hidden.dtype))  # fp16 on the wire from a GPU
         return self._launched(items, p, out, started, start_event)
 

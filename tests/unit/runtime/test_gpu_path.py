@@ -97,6 +97,7 @@ def test_pack_lays_sequences_end_to_end_with_xlmr_positions() -> None:
     assert p.position_ids.tolist() == [[2, 3, 4, 2, 2, 3]]  # padding_idx 1: positions from 2
     assert p.cu_seqlens.tolist() == [0, 3, 4, 6] and p.cu_seqlens.dtype == torch.int32
     assert p.max_len == 3
+    assert packed.after_first_rows(p.lengths).tolist() == [1, 2, 5], "ColBERT: all but firsts"
     with pytest.raises(ValueError):
         packed.pack([[1], []], position_offset=2, device="cpu")
 
