@@ -117,6 +117,7 @@ class BatchEngine:
         self.observer = observer
         self.on_worker_start = on_worker_start
         self.stats = EngineStats()
+        self._counting = threading.Lock()
         self.draining = False
         self.worker = worker
         # The workers own the lock; the queue is built on it (queue.py says why).
@@ -254,16 +255,17 @@ class BatchEngine:
         size = len(batch.items)
         ok = not isinstance(outcome, BaseException)
         if isinstance(outcome, BaseException):
-            self.stats.failed_batches += 1
-            lane.stats.failed_batches += 1
             logger.error("%s: batch of %d failed on %s", self.name, size,
                          lane.device or "its device", exc_info=outcome)
-        for stats in (self.stats, lane.stats) if len(self.lanes) > 1 else (self.stats,):
-            stats.batches += 1
-            stats.items += size
-            stats.tokens += batch.tokens
-            stats.padded_tokens += batch.padded_tokens
-            stats.busy_seconds += busy
+        with self._counting:  # lanes and pipelines finish batches on threads of their own
+            for stats in (self.stats, lane.stats) if len(self.lanes) > 1 else (self.stats,):
+                stats.batches += 1
+                stats.items += size
+                stats.tokens += batch.tokens
+                stats.padded_tokens += batch.padded_tokens
+                stats.busy_seconds += busy
+                if not ok:
+                    stats.failed_batches += 1
         batch.deliver(outcome)  # after counting: whoever got a result sees it counted
         if self.observer is not None:
             try:
