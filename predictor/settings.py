@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDER = "BAAI/bge-m3"
 DEFAULT_RERANKER = "BAAI/bge-reranker-v2-m3"
-# Default padded-token budgets per forward pass (docs/benchmarks.md: on a CPU, 8 texts of 500
+# Default token budgets per forward pass (docs/benchmarks.md: on a CPU, 8 texts of 500
 # tokens run faster per text than 32).
 CPU_BATCH_TOKENS = 4096
 GPU_BATCH_TOKENS = 16384
