@@ -186,3 +186,40 @@ async def test_the_engine_feeds_the_packed_runners_pipeline(m3_dir, reranker_dir
     assert padded_engine.describe() == {"batch_cost": "padded", "pipeline_depth": 0}
     monkeypatch.setenv("BGE_PREDICTOR_PIPELINE", "0")  # packed, one batch at a time
     assert BatchEngine(m3).describe() == {"batch_cost": "tokens", "pipeline_depth": 0}
+
+
+async def test_out_of_memory_in_the_pipeline_is_retried_in_halves(m3_dir, monkeypatch) -> None:
+    """A packed forward that runs out of device memory (here: any batch over 2 texts) fails
+    through the pipeline's future; the engine submits the halves again and every text gets
+    its answer."""
+    import asyncio
+
+    import torch
+
+    from predictor.engine import BatchEngine
+    from predictor.runtime.m3 import M3Runner
+    from predictor.runtime.packed import PackedM3
+
+    monkeypatch.setenv("BGE_PREDICTOR_PACKED", "always")
+    runner = M3Runner(str(m3_dir), device="cpu", dtype="float32")
+    sizes: list[int] = []
+    real_forward = PackedM3.forward
+
+    def small_batches_only(self, prepared):
+        sizes.append(len(prepared[0]))
+        if len(prepared[0]) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(self, prepared)
+
+    monkeypatch.setattr(PackedM3, "forward", small_batches_only)
+    items = [EncodeItem(ids) for ids in runner.tokenize([f"text {i}" for i in range(6)], 512,
+                                                        True)]
+    want = [runner.packed.finish(real_forward(runner.packed, runner.packed.prepare([item])))[0]
+            for item in items]
+    engine = BatchEngine(runner, max_batch_tokens=10_000, max_batch_size=8, max_wait_s=0.05)
+    got = await asyncio.wait_for(engine.submit(items, [len(i.input_ids) for i in items]), WAIT)
+    await engine.stop()
+    assert sizes[0] == 6 and max(sizes[1:]) <= 3 and sizes.count(3) == 2, sizes
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g.dense, w.dense, atol=1e-5)
+    assert engine.stats.failed_batches == 0 and engine.stats.items == 6
