@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from predictor.core.types import Embedding, EncodeItem, Output, ScoreItem
 from predictor.runtime import packed_sparse
-from predictor.runtime.pipeline import Pipeline
+from predictor.runtime.pipeline import DEPTH, Pipeline
 from predictor.runtime.runner_base import releasing_cuda_memory
 
 if TYPE_CHECKING:
@@ -263,6 +263,7 @@ class PackedStages:
 
     def __init__(self, runner):
         self.runner = runner
+        self.depth = pipeline_depth()
         self._pipeline: Pipeline | None = None
         self._pipeline_lock = threading.Lock()
 
@@ -285,16 +286,16 @@ class PackedStages:
     @property
     def pipeline(self) -> Pipeline | None:
         """The stages on three threads, overlapping across batches (built on first use); None
-        with ``BGE_PREDICTOR_PIPELINE=0`` (then the engine runs one batch at a time)."""
-        if os.environ.get("BGE_PREDICTOR_PIPELINE", "1").strip().lower() in ("0", "false",
-                                                                               "off"):
+        where ``BGE_PREDICTOR_PIPELINE=0`` (then the engine runs one batch at a time)."""
+        if not self.depth:
             return None
         with self._pipeline_lock:
             if self._pipeline is None:
                 device = self.runner.device
                 self._pipeline = Pipeline(*self.stages(),
                                           name=f"{type(self).__name__}-{device}",
-                                          forward_setup=functools.partial(_use_device, device))
+                                          forward_setup=functools.partial(_use_device, device),
+                                          depth=self.depth)
             return self._pipeline
 
     def _forward(self, prepared: tuple) -> Launched:
@@ -321,6 +322,19 @@ class PackedStages:
         if self.runner.observe_stage is not None:
             self.runner.observe_stage("forward", forward_s)
             self.runner.observe_stage("postprocess", time.monotonic() - finish_started)
+
+
+def pipeline_depth() -> int:
+    """``BGE_PREDICTOR_PIPELINE``: ``0``/``off``/``false`` none, a number the batches in
+    flight, unset the default (``pipeline.DEPTH``)."""
+    value = os.environ.get("BGE_PREDICTOR_PIPELINE", "").strip().lower()
+    if value in ("0", "off", "false"):
+        return 0
+    if value.isdigit():
+        return int(value)
+    if value:
+        logger.warning("BGE_PREDICTOR_PIPELINE=%r is no depth; using %d", value, DEPTH)
+    return DEPTH
 
 
 def _use_device(device: str) -> None:

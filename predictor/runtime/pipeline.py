@@ -34,13 +34,22 @@ class PipelineClosed(RuntimeError):
     pass
 
 
-class Pipeline:
-    #: Batches worth having in flight: one per stage (the engine's ``BatchPipeline.depth``).
-    depth = 3
+#: Batches in flight by default: one on the device, the next one being prepared. The host's
+#: two stages share the GIL, so a third batch would add little overlap, and it would split
+#: the waiting work into smaller batches (a closed loop of N clients keeps about N / depth
+#: items per batch).
+DEPTH = 2
 
+
+class Pipeline:
     def __init__(self, prepare: Callable[[Sequence[Any]], Any], forward: Callable[[Any], Any],
                  finish: Callable[[Any], Sequence[Any]], *, name: str = "pipeline",
-                 forward_setup: Callable[[], None] | None = None):
+                 forward_setup: Callable[[], None] | None = None, depth: int = DEPTH):
+        """``depth``: the batches worth having in flight (the engine's ``BatchPipeline``
+        reads it: it hands over a batch while fewer are)."""
+        if depth < 1:
+            raise ValueError("a pipeline's depth is at least 1")
+        self.depth = depth
         self._stages = (prepare, forward, finish)
         # in -> prepare -> [1] -> forward -> [1] -> finish: one batch ahead, one behind.
         self._queues: list[queue.Queue] = [queue.Queue(), queue.Queue(1), queue.Queue(1)]

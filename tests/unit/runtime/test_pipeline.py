@@ -105,6 +105,11 @@ def test_close_finishes_what_is_queued_then_refuses() -> None:
         pipe.submit([5])
 
 
+def test_a_pipeline_holds_at_least_one_batch() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Pipeline(lambda xs: xs, lambda xs: xs, lambda xs: xs, depth=0)
+
+
 def test_forward_setup_runs_on_the_forward_thread() -> None:
     where = []
     pipe = Pipeline(lambda xs: xs, lambda xs: xs, lambda xs: xs, name="s",
@@ -165,7 +170,7 @@ async def test_the_engine_feeds_the_packed_runners_pipeline(m3_dir, reranker_dir
 
     for runner, batches in ((m3, requests), (rr, scored)):
         engine = BatchEngine(runner, max_batch_tokens=120, max_batch_size=8, max_wait_s=0.01)
-        assert engine.describe() == {"batch_cost": "tokens", "pipeline_depth": 3}
+        assert engine.describe() == {"batch_cost": "tokens", "pipeline_depth": 2}
         got = await asyncio.gather(*(engine.submit(b, [len(i.input_ids) for i in b])
                                      for b in batches))
         assert engine.stats.batches > 1
@@ -184,8 +189,11 @@ async def test_the_engine_feeds_the_packed_runners_pipeline(m3_dir, reranker_dir
     assert forward_threads == {"PackedM3-cpu-finish"}, "stages reported from the pipeline"
     padded_engine = BatchEngine(padded_m3)
     assert padded_engine.describe() == {"batch_cost": "padded", "pipeline_depth": 0}
-    monkeypatch.setenv("BGE_PREDICTOR_PIPELINE", "0")  # packed, one batch at a time
-    assert BatchEngine(m3).describe() == {"batch_cost": "tokens", "pipeline_depth": 0}
+    for value, depth in (("0", 0), ("3", 3), ("deep", 2)):  # 0: packed, one batch at a time
+        monkeypatch.setenv("BGE_PREDICTOR_PIPELINE", value)
+        runner = CrossEncoderRunner(str(reranker_dir), device="cpu", dtype="float32")
+        assert BatchEngine(runner).describe() == {"batch_cost": "tokens",
+                                                  "pipeline_depth": depth}
 
 
 async def test_out_of_memory_in_the_pipeline_is_retried_in_halves(m3_dir, monkeypatch) -> None:
