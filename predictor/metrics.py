@@ -52,7 +52,8 @@ class EngineMetrics:
         self._depth.set(items)
 
     def batch_done(self, size: int, tokens: int, padded_tokens: int, queue_waits: list[float],
-                   seconds: float, ok: bool, device: str = "") -> None:
+                   seconds: float, ok: bool, device: str = "",
+                   busy: float | None = None) -> None:
         self._size.observe(size)
         self._tokens.observe(padded_tokens)
         for wait in queue_waits:
@@ -68,10 +69,10 @@ class EngineMetrics:
                     DEVICE_BATCHES.labels(self.model, device, "ok"),
                     DEVICE_BATCHES.labels(self.model, device, "error"),
                     DEVICE_ITEMS.labels(self.model, device), DEVICE_BUSY.labels(self.model, device))
-            batches_ok, batches_failed, items, busy = children
+            batches_ok, batches_failed, items, device_busy = children
             (batches_ok if ok else batches_failed).inc()
             items.inc(size)
-            busy.inc(seconds)
+            device_busy.inc(seconds if busy is None else busy)
 
     def stage(self, stage: str, seconds: float) -> None:
         STAGE_SECONDS.labels(self.model, stage).observe(seconds)

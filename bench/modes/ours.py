@@ -65,7 +65,8 @@ def engine_totals(base_url: str) -> dict[str, float]:
 
 
 _METRIC = re.compile(r"^bge_predictor_(batch_size_sum|batch_size_count|batch_tokens_sum|"
-                     r"stage_seconds_sum|stage_seconds_count)(\{[^}]*\})? ([0-9.eE+-]+)$")
+                     r"stage_seconds_sum|stage_seconds_count|device_busy_seconds_total)"
+                     r"(\{[^}]*\})? ([0-9.eE+-]+)$")
 
 
 def engine_delta(before: dict, after: dict, elapsed_s: float) -> dict:
@@ -82,7 +83,9 @@ def engine_delta(before: dict, after: dict, elapsed_s: float) -> dict:
     return {"batches": int(batches),
             "avg_batch_size": round(d.get("batch_size_sum", 0) / batches, 1),
             "padded_tokens": int(d.get("batch_tokens_sum", 0)),
-            "engine_busy": round(d.get("stage_seconds_sum:batch", 0) / elapsed_s, 3),
+            # the devices' busy time (batches overlapping in a pipeline counted once)
+            "engine_busy": round(d.get("device_busy_seconds_total",
+                                       d.get("stage_seconds_sum:batch", 0)) / elapsed_s, 3),
             "forward_ms_per_batch": mean_ms("forward"),
             "postprocess_ms_per_batch": mean_ms("postprocess"),
             "tokenize_ms_per_request": mean_ms("tokenize"),

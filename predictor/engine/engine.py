@@ -270,7 +270,7 @@ class BatchEngine:
         if self.observer is not None:
             try:
                 self.observer.batch_done(size, batch.tokens, batch.padded_tokens, waits, seconds,
-                                         ok, device=lane.device)
+                                         ok, device=lane.device, busy=busy)
             except Exception:  # metrics must never stop the worker
                 logger.exception("%s: observer failed", self.name)
 

@@ -52,4 +52,7 @@ class EngineObserver(Protocol):
     def queue_depth(self, items: int) -> None: ...
 
     def batch_done(self, size: int, tokens: int, padded_tokens: int, queue_waits: list[float],
-                   seconds: float, ok: bool, device: str = "") -> None: ...
+                   seconds: float, ok: bool, device: str = "",
+                   busy: float | None = None) -> None:
+        """A batch is done: ``seconds`` from its start to its results; ``busy`` the device time
+        to count for it (less where batches overlap in a pipeline; None: ``seconds``)."""

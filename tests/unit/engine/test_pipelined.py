@@ -174,3 +174,32 @@ async def test_a_packing_runner_gets_batches_budgeted_in_real_tokens():
         assert task.result() == [p * 2 for p in range(6)]
         assert [sorted(b) for b in runner.pipeline.submitted] == expected
         await engine.stop()
+
+
+async def test_overlapping_batches_count_the_device_busy_once():
+    """Two batches in flight for the same spell: each batch's latency is its own, the device's
+    busy time (``/stats``, ``bge_predictor_device_busy_seconds_total``) counts the spell once."""
+    from prometheus_client import REGISTRY
+
+    from predictor.metrics import EngineMetrics
+
+    def busy_total() -> float:
+        return REGISTRY.get_sample_value("bge_predictor_device_busy_seconds_total",
+                                         {"model": "overlap", "device": "gpu-x"}) or 0.0
+
+    runner = PipelinedRunner(depth=2)
+    engine = engine_for(runner, observer=EngineMetrics("overlap"), device="gpu-x")
+    before = busy_total()
+    started = asyncio.get_running_loop().time()
+    first = asyncio.ensure_future(engine.submit([1], [5]))
+    await until(lambda: len(runner.pipeline.submitted) == 1, "the first batch")
+    second = asyncio.ensure_future(engine.submit([2], [5]))
+    await until(lambda: len(runner.pipeline.submitted) == 2, "the second batch")
+    await asyncio.sleep(0.2)  # both in flight for 0.2 s
+    runner.pipeline.release_all()
+    await first, await second
+    wall = asyncio.get_running_loop().time() - started
+    busy = engine.stats.busy_seconds
+    assert 0.2 <= busy <= wall, "one busy spell, not the sum of the two latencies"
+    assert busy_total() - before == pytest.approx(busy)
+    await engine.stop()
