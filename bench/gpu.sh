@@ -6,13 +6,15 @@
 # dense-long, hybrid-long and rerank-long, the idle p50 of one short query, and the fp16-vs-fp32
 # cosine of the served dense and ColBERT vectors (bench/fidelity.py).
 #
-#   bash bench/gpu.sh OUT_DIR [--tiny] [--compile] [--wheelhouse DIR] [--system-site DIR]
-#                    [bench.run flags]
+#   bash bench/gpu.sh OUT_DIR [--tiny] [--compile] [--variant V]... [--wheelhouse DIR]
+#                    [--system-site DIR] [bench.run flags]
 #
 #   OUT_DIR          where results.json, results.md, verdicts.txt and the logs go
 #   --tiny           dry run on CPU with tiny models (checks the kit end to end, ~2 minutes)
 #   --compile        also serve with --torch_compile (contender ours@compile beside ours,
 #                    COMPARE lines in the verdicts; ~3 more minutes: a server, its compile)
+#   --variant V      also serve ours@V (repeatable): compile, pipeline0 (no pipeline),
+#                    pipeline3, ...; ~2 more minutes each
 #   --wheelhouse D   wheels from hack/gpu-wheelhouse.sh (default: wheelhouse/ in the checkout)
 #   --system-site D  for a dry run whose "system" Python is itself a venv: its site-packages,
 #                    added to the kit's venv as --system-site-packages would add the system's
@@ -27,7 +29,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-usage() { sed -n '9,19p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '9,21p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 [[ $# -ge 1 && "$1" != -* ]] || usage
 out="$1"
 shift
@@ -39,7 +41,8 @@ args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --tiny) tiny=1; shift ;;
-    --compile) modes_extra=",ours@compile"; shift ;;
+    --compile) modes_extra+=",ours@compile"; shift ;;
+    --variant) modes_extra+=",ours@$2"; shift 2 ;;
     --wheelhouse) wheelhouse="$2"; shift 2 ;;
     --system-site) system_site="$2"; shift 2 ;;
     *) args+=("$1"); shift ;;

@@ -120,15 +120,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def split_mode(mode: str) -> tuple[str, str, bool]:
-    """``contender[@variant]`` -> (contender, dtype or "", compile): the variant is a dtype,
-    ``compile``, or both joined by ``+``."""
+def server_variant(part: str) -> tuple[list[str], dict[str, str]] | None:
+    """A server setting a contender's variant may name besides a dtype (``ours@compile``,
+    ``ours@pipeline0``, ``ours@float16+compile``) as (flags, environment); None: not one."""
+    if part == "compile":
+        return ["--torch_compile=true"], {}
+    if part.startswith("pipeline") and part[len("pipeline"):].isdigit():
+        return [], {"BGE_PREDICTOR_PIPELINE": part[len("pipeline"):]}  # 0: none
+    return None
+
+
+def split_mode(mode: str) -> tuple[str, str, list[str], dict[str, str]]:
+    """``contender[@variant]`` -> (contender, dtype or "", server flags, server environment):
+    the variant is a dtype and/or server settings (``server_variant``) joined by ``+``."""
     kind, _, variant = mode.partition("@")
-    parts = [part for part in variant.split("+") if part]
-    dtypes = [part for part in parts if part != "compile"]
+    dtypes, flags, env = [], [], {}
+    for part in (part for part in variant.split("+") if part):
+        setting = server_variant(part)
+        if setting is None:
+            dtypes.append(part)
+        else:
+            flags += setting[0]
+            env.update(setting[1])
     if len(dtypes) > 1:
         raise ValueError(f"{mode}: one dtype per contender")
-    return kind, dtypes[0] if dtypes else "", "compile" in parts
+    if (flags or env) and kind not in ("ours", "before"):
+        raise ValueError(f"{mode}: {variant} is a server setting (ours, before)")
+    return kind, dtypes[0] if dtypes else "", flags, env
 
 
 def _check_baseline(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -188,11 +206,10 @@ class Bench:
     def _start_one(self, mode: str, m3_dir: pathlib.Path, rr_dir: pathlib.Path) -> None:
         """``mode``: a contender, or ``contender@dtype`` (limit, library, ours) to run it in
         that ``--dtype``: ``--modes ours@float32,ours@auto`` serves both side by side.
-        ``ours@compile`` (or ``ours@float16+compile``) serves with ``--torch_compile``."""
+        ``ours@compile`` (or ``ours@float16+compile``) serves with ``--torch_compile``,
+        ``ours@pipeline0`` with ``BGE_PREDICTOR_PIPELINE=0`` (``split_mode``)."""
         a = self.args
-        kind, dtype, compile = split_mode(mode)
-        if compile and kind not in ("ours", "before"):
-            raise ValueError(f"{mode}: 'compile' is a server setting (ours, before)")
+        kind, dtype, server_flags, server_env = split_mode(mode)
         if kind in ("limit", "library"):
             from .modes.inproc import InProcWorker
 
@@ -208,14 +225,14 @@ class Bench:
         elif kind in ("ours", "before"):
             from .modes import ours
 
-            env = dict(item.split("=", 1) for item in a.ours_env)
+            env = dict(item.split("=", 1) for item in a.ours_env) | server_env
             cwd = None
             if kind == "before":
                 cwd, env = a.baseline, ours.baseline_env(a.baseline, env)
                 where = ours.check_import(cwd, env)
                 self.notes.append(f"{mode}: predictor from {where} ({_describe(cwd)})")
                 print(f"  {mode}: imports {where}", flush=True)
-            extra = a.ours_arg + (["--torch_compile=true"] if compile else [])
+            extra = a.ours_arg + server_flags
             self.servers[mode] = ours.start(m3_dir, rr_dir, a.device, a.fp16, a.out, extra,
                                             env, dtype=dtype or None, name=mode, cwd=cwd)
             self.specs[mode] = ours.OursSpec()

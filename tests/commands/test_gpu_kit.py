@@ -217,15 +217,19 @@ def test_verdict_compares_another_server_of_the_run_with_ours() -> None:
     assert len(verdicts(payload)) == 8, "the six target lines stay"
 
 
-def test_bench_modes_name_a_dtype_and_compile() -> None:
+def test_bench_modes_name_a_dtype_and_server_settings() -> None:
     from bench.run import split_mode
 
-    assert split_mode("ours") == ("ours", "", False)
-    assert split_mode("ours@float32") == ("ours", "float32", False)
-    assert split_mode("ours@compile") == ("ours", "", True)
-    assert split_mode("ours@float16+compile") == ("ours", "float16", True)
+    assert split_mode("ours") == ("ours", "", [], {})
+    assert split_mode("ours@float32") == ("ours", "float32", [], {})
+    assert split_mode("ours@compile") == ("ours", "", ["--torch_compile=true"], {})
+    assert split_mode("ours@float16+compile") == ("ours", "float16", ["--torch_compile=true"],
+                                                  {})
+    assert split_mode("ours@pipeline0") == ("ours", "", [], {"BGE_PREDICTOR_PIPELINE": "0"})
     with pytest.raises(ValueError, match="one dtype"):
         split_mode("ours@float16+bfloat16")
+    with pytest.raises(ValueError, match="server setting"):
+        split_mode("limit@compile")
 
 
 def test_verdict_marks_a_cpu_run_as_a_dry_run() -> None:
