@@ -61,7 +61,7 @@ class BatchRunner(Protocol):
 class BatchPipeline(Protocol):
     """A runner's overlapping stages: ``submit`` returns at once with the batch's future
     (results in the payloads' order, or the batch's error); ``depth`` batches at most are
-    worth having in flight (one per stage)."""
+    worth having in flight."""
 
     depth: int
 
@@ -230,22 +230,27 @@ class BatchEngine:
             return self.lanes[0]
         return next(lane for lane in self.lanes if lane.worker is worker)
 
-    # -- running a batch (the worker's thread, no lock) ----------------------------------
+    # -- running a batch (the worker's thread, then the pipeline's) -----------------------
     def _run_taken(self, batch: Batch, lane: Lane) -> None:
+        """Hand the batch to the runner's pipeline (a runner without one: ``_InlinePipeline``,
+        done on return), then return once it has room for the next one (so the next batch is
+        chosen as late as possible, from everything waiting by then)."""
         self._observe_depth(batch.left)
-        pipeline = getattr(lane.runner, "pipeline", None)
-        if pipeline is not None:
-            self._start_pipelined(batch, lane, pipeline)
-            return
+        pipeline = getattr(lane.runner, "pipeline", None) or _InlinePipeline(lane.runner)
         started = time.monotonic()
-        lane.running += len(batch.items)
-        try:
-            outcome: list[Any] | BaseException = self._run_splitting(batch.payloads, lane.runner)
-        except Exception as exc:  # the batch fails, the engine keeps serving
-            outcome = exc
-        lane.running -= len(batch.items)
-        seconds = time.monotonic() - started
-        self._finish(batch, lane, outcome, batch.waits(started), seconds, seconds)
+        waits = batch.waits(started)
+        with lane.slots:
+            if lane.in_flight == 0:
+                lane.busy_since = started
+            lane.in_flight += 1
+            lane.running += len(batch.items)
+        retryable = tuple(getattr(lane.runner, "retryable_errors", ()))
+        future = self._submit_splitting(batch.payloads, pipeline, retryable)
+        future.add_done_callback(
+            functools.partial(self._batch_done, batch, lane, started, waits))
+        with lane.slots:
+            while lane.in_flight >= max(1, pipeline.depth):
+                lane.slots.wait()
 
     def _finish(self, batch: Batch, lane: Lane, outcome: list[Any] | BaseException,
                 waits: list[float], seconds: float, busy: float) -> None:
@@ -274,44 +279,10 @@ class BatchEngine:
             except Exception:  # metrics must never stop the worker
                 logger.exception("%s: observer failed", self.name)
 
-    def _run_splitting(self, payloads: list[Any], runner: BatchRunner) -> list[Any]:
-        """On a retryable error (OOM) split the batch in halves and retry each."""
-        retryable = tuple(getattr(runner, "retryable_errors", ()))
-        try:
-            results = list(runner.run_batch(payloads))
-        except retryable:
-            if len(payloads) == 1:
-                raise
-            logger.warning("%s: batch of %d hit a retryable error; splitting it", self.name,
-                           len(payloads))
-            half = len(payloads) // 2
-            return (self._run_splitting(payloads[:half], runner)
-                    + self._run_splitting(payloads[half:], runner))
-        _check_count(results, payloads)
-        return results
-
-    # -- a pipelined runner (the worker's thread, then the pipeline's) ---------------------
-    def _start_pipelined(self, batch: Batch, lane: Lane, pipeline: BatchPipeline) -> None:
-        """Hand the batch to the pipeline, then return once it has room for the next one (so
-        the next batch is chosen as late as possible, from everything waiting by then)."""
-        started = time.monotonic()
-        waits = batch.waits(started)
-        with lane.slots:
-            if lane.in_flight == 0:
-                lane.busy_since = started
-            lane.in_flight += 1
-            lane.running += len(batch.items)
-        retryable = tuple(getattr(lane.runner, "retryable_errors", ()))
-        future = self._submit_splitting(batch.payloads, pipeline, retryable)
-        future.add_done_callback(
-            functools.partial(self._pipelined_done, batch, lane, started, waits))
-        with lane.slots:
-            while lane.in_flight >= max(1, pipeline.depth):
-                lane.slots.wait()
-
-    def _pipelined_done(self, batch: Batch, lane: Lane, started: float, waits: list[float],
+    def _batch_done(self, batch: Batch, lane: Lane, started: float, waits: list[float],
                         future: Future) -> None:
-        """The batch's future is done (on a pipeline thread): free its slot, deliver."""
+        """The batch's future is done (on a pipeline thread, or the worker's for a runner
+        without a pipeline): free its slot, deliver."""
         error = future.exception()
         outcome: list[Any] | BaseException = error if error is not None else future.result()
         now = time.monotonic()
@@ -326,8 +297,9 @@ class BatchEngine:
 
     def _submit_splitting(self, payloads: list[Any], pipeline: BatchPipeline,
                           retryable: tuple[type[BaseException], ...]) -> Future:
-        """``pipeline.submit``, with ``_run_splitting``'s rule: a batch failing with a
-        retryable error is submitted again as two halves; the future gets their results."""
+        """``pipeline.submit``; a batch failing with one of the runner's ``retryable_errors``
+        (CUDA out-of-memory) is submitted again as two halves, down to single payloads; the
+        future gets their results in order."""
         done: Future = Future()
 
         def on_result(future: Future) -> None:
@@ -341,9 +313,11 @@ class BatchEngine:
             elif error is not None:
                 done.set_exception(error)
             else:
-                try:
+                try:  # an error raised in a done-callback would be lost, the batch never done
                     results = list(future.result())
-                    _check_count(results, payloads)
+                    if len(results) != len(payloads):
+                        raise RuntimeError(f"runner returned {len(results)} results for "
+                                           f"{len(payloads)} payloads")
                 except Exception as exc:
                     done.set_exception(exc)
                 else:
@@ -372,10 +346,22 @@ class BatchEngine:
                 for lane in self.lanes}
 
 
-def _check_count(results: list[Any], payloads: list[Any]) -> None:
-    if len(results) != len(payloads):
-        raise RuntimeError(f"runner returned {len(results)} results for "
-                           f"{len(payloads)} payloads")
+class _InlinePipeline:
+    """A runner without a pipeline as one of depth 1: ``run_batch`` on the calling thread (the
+    worker's), its future done on return, so one path serves both kinds of runner."""
+
+    depth = 1
+
+    def __init__(self, runner: BatchRunner):
+        self.runner = runner
+
+    def submit(self, payloads: Sequence[Any]) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(self.runner.run_batch(payloads))
+        except Exception as exc:  # the batch fails, the engine keeps serving
+            future.set_exception(exc)
+        return future
 
 
 def _gather(parts: list[Future], into: Future) -> None:
