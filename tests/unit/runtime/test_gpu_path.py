@@ -61,13 +61,13 @@ def test_flag_free_refuses_a_directory_without_m3_heads(reranker_dir) -> None:
 ALL = frozenset(Output)
 
 
-def _float32(cls, path):
+def _float32(cls, path, **kwargs):
     """A runner in float32 where it takes a dtype (CPU's ``auto`` may pick bfloat16): the
     packed and padded paths are compared at 1e-5."""
     import inspect
 
     extra = {"dtype": "float32"} if "dtype" in inspect.signature(cls).parameters else {}
-    return cls(str(path), device="cpu", **extra)
+    return cls(str(path), device="cpu", **extra, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -287,8 +287,8 @@ def test_packing_that_cannot_be_enabled_falls_back_to_padded(m3_runner, monkeypa
     assert packed.for_m3(m3_runner) is None
 
 
-def test_torch_compile_of_the_packed_encoder_matches_and_compiles_once(m3_dir, reranker_dir,
-                                                                       monkeypatch) -> None:
+def test_torch_compile_of_the_packed_encoder_matches_and_compiles_once(
+        m3_dir, reranker_dir, m3_runner, rr_runner, monkeypatch) -> None:
     """``--torch_compile``: the packed path's encoder compiled with dynamic shapes gives the
     eager answers, and batches of other lengths and sizes reuse the one compilation."""
     import torch._dynamo
@@ -297,8 +297,8 @@ def test_torch_compile_of_the_packed_encoder_matches_and_compiles_once(m3_dir, r
     from predictor.runtime.m3 import M3Runner
 
     monkeypatch.setenv("BGE_PREDICTOR_PACKED", "always")
-    eager = M3Runner(str(m3_dir), device="cpu", dtype="float32")
-    fast = M3Runner(str(m3_dir), device="cpu", dtype="float32", compile=True)
+    eager = m3_runner  # float32, padded
+    fast = _float32(M3Runner, m3_dir, compile=True)
     assert fast.packed.encoder is not fast.packed.flag.model
     ids = fast.tokenize(_texts(12), 512, True)
     batches = [ids[:5], ids[5:7], ids[7:]]  # other totals and counts of sequences
@@ -313,8 +313,8 @@ def test_torch_compile_of_the_packed_encoder_matches_and_compiles_once(m3_dir, r
             np.testing.assert_allclose(g.colbert, w.colbert, atol=1e-5)
             np.testing.assert_array_equal(g.sparse.indices, w.sparse.indices)
 
-    rr_eager = CrossEncoderRunner(str(reranker_dir), device="cpu", dtype="float32")
-    rr_fast = CrossEncoderRunner(str(reranker_dir), device="cpu", dtype="float32", compile=True)
+    rr_eager = rr_runner
+    rr_fast = _float32(CrossEncoderRunner, reranker_dir, compile=True)
     pairs = rr_fast.tokenize_pairs(["which one"] * 6, _texts(6))
     items = [ScoreItem(seq) for seq, _, _ in pairs]
     for batch in (items[:4], items[4:]):
